@@ -1,0 +1,1 @@
+"""BIOSCAN Desktop: the PySide6 GUI over the ``engine`` package's public API."""

@@ -1,0 +1,265 @@
+"""The `bioscan` command line: one small function per subcommand over the public API."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine import __version__
+from engine.errors import BioscanError
+
+
+def _progress(args) -> object:
+    if getattr(args, "quiet", False):
+        return None
+    from engine.cli_progress import ProgressPrinter
+
+    return ProgressPrinter()
+
+
+# ---------------------------------------------------------------------------- identify
+def cmd_identify(args) -> int:
+    from engine.export import write_csv
+    from engine.identify import RESULT_COLUMNS, collect_inputs, open_identifier
+    from engine.io import read_barcodes
+    from engine.records import RecordError
+
+    files = collect_inputs(args.inputs)
+    if not files:
+        raise BioscanError("no input files found (looked for FASTA/TSV/CSV in: " + ", ".join(args.inputs) + ")")
+    ident = open_identifier(args.library, args.model, device=args.device,
+                            min_confidence=args.min_confidence, use_sequences=not args.no_alignment)
+    records = []
+    for f in files:
+        try:
+            records.extend(read_barcodes(f))
+        except BioscanError as exc:
+            records.append(RecordError(f.name, str(f), str(exc)))
+        except OSError as exc:
+            records.append(RecordError(f.name, str(f), f"cannot read file: {exc.strerror or exc}"))
+    results = ident.identify(records, progress=_progress(args))
+    rows = [r.as_row() for r in results]
+    if args.out:
+        write_csv(args.out, RESULT_COLUMNS, rows)
+    else:
+        import csv
+        from engine.export import safe_cell
+        w = csv.writer(sys.stdout)
+        w.writerow(RESULT_COLUMNS)
+        for row in rows:
+            w.writerow([safe_cell(row[c]) for c in RESULT_COLUMNS])
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "novel", "error")}
+    print(f"identified {len(rows)} records: {counts['ok']} ok, {counts['novel']} novel, {counts['error']} error"
+          + (f" -> {args.out}" if args.out else "") + f" [{ident.encoder.provider.replace('ExecutionProvider', '')}]",
+          file=sys.stderr)
+    if counts["error"] == len(rows):
+        print("no record could be identified", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------- library
+def cmd_library_build(args) -> int:
+    from engine.build import build_library
+    from engine.models.dna_encoder import DnaEncoder
+    from engine.resources import default_model_path
+
+    encoder = DnaEncoder.from_path(args.model or default_model_path("dna"), precision=args.precision,
+                                   device=args.device)
+    lib, rep = build_library(args.barcodes, args.out, encoder, store_sequences=not args.no_sequences,
+                             add=args.add, name=args.name, progress=_progress(args))
+    print(f"{'extended' if args.add else 'built'} {lib.path}: {rep.added} records added, "
+          f"{len(rep.skipped)} skipped, {lib.count('dna')} DNA references in all", file=sys.stderr)
+    for rid, why in rep.skipped[:10]:
+        print(f"  skipped {rid}: {why}", file=sys.stderr)
+    if len(rep.skipped) > 10:
+        print(f"  ... and {len(rep.skipped) - 10} more", file=sys.stderr)
+    return 0
+
+
+def cmd_library_info(args) -> int:
+    import json
+
+    from engine.library import ReferenceLibrary
+    from engine.resources import default_library_path
+
+    lib = ReferenceLibrary.open(args.library or default_library_path())
+    print(json.dumps(lib.summary(), indent=2, default=str))
+    return 0
+
+
+def cmd_library_calibrate(args) -> int:
+    from engine.build import calibrate_library
+    from engine.library import ReferenceLibrary
+
+    lib = ReferenceLibrary.open_writable(args.library)
+    cal = calibrate_library(lib, progress=_progress(args))
+    for kind in ("similarity", "identity"):
+        if kind in cal:
+            print(f"{kind} thresholds: " + ", ".join(f"{r} {t:.4f}" for r, t in cal[kind]["threshold"].items()))
+    return 0
+
+
+# ---------------------------------------------------------------------------- train / models
+def cmd_train_dna(args) -> int:
+    from engine.io import read_barcodes
+    from engine.qc import check_barcode
+    from engine.records import Barcode
+
+    try:
+        from engine.train.dna import train_dna
+        from engine.train.split import benchmark_split
+    except ImportError as exc:
+        raise BioscanError(f"training needs the [train] extra: pip install -e '.[train]' ({exc})") from exc
+    records = [r for r in read_barcodes(args.barcodes) if isinstance(r, Barcode) and r.taxonomy and r.taxonomy.species]
+    summary = {"source": Path(args.barcodes).name, "holdout": args.holdout}
+    if args.holdout == "benchmark":
+        split = benchmark_split(records)
+        summary["held_out_records"] = len(split.known_queries) + len(split.novel_queries)
+        records = split.library
+    clean = []
+    for r in records:
+        qc = check_barcode(r.sequence)
+        if qc.ok:
+            clean.append(Barcode(r.specimen_id, qc.sequence, r.source_file, r.taxonomy))
+    print(f"training on {len(clean)} barcodes", file=sys.stderr)
+    pack = train_dna(clean, args.out, epochs=args.epochs, seed=args.seed, threads=args.threads,
+                     version=args.version, data_summary=summary, log=lambda m: print(m, file=sys.stderr))
+    print(f"model pack written to {pack}", file=sys.stderr)
+    return 0
+
+
+def cmd_models_list(args) -> int:
+    from engine.models.pack import load_pack
+    from engine.resources import resources_dir
+
+    root = Path(args.dir) if args.dir else resources_dir() / "models"
+    for d in sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()):
+        pack = load_pack(d, verify=False)
+        files = ", ".join(f"{e['precision']}" for e in pack.files)
+        print(f"{pack.ident}\t{pack.modality}\tdim {pack.embedding_dim}\t{files}\t{d}")
+    return 0
+
+
+def cmd_models_verify(args) -> int:
+    from engine.models.pack import load_pack
+
+    for p in args.packs:
+        pack = load_pack(p)
+        print(f"{pack.ident}: ok ({len(pack.files)} files match their sha256)")
+    return 0
+
+
+def cmd_version(args) -> int:
+    print(f"bioscan {__version__}")
+    if args.verbose:
+        import json
+
+        from engine.library import ReferenceLibrary
+        from engine.models.pack import load_pack
+        from engine.models.runtime import describe_device
+        from engine.resources import default_library_path, default_model_path
+
+        pack = load_pack(default_model_path("dna"))
+        lib = ReferenceLibrary.open(default_library_path())
+        print(f"device: {describe_device()}")
+        print(f"dna model: {pack.ident} " + json.dumps({e["precision"]: e["sha256"] for e in pack.files}))
+        print(f"library: {lib.path.name} id {lib.library_id}, {lib.count('dna')} DNA references, "
+              f"sha256 {_sha(lib.path)}")
+    return 0
+
+
+def _sha(path: Path) -> str:
+    from engine.models.pack import sha256_file
+
+    return sha256_file(path)
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bioscan", description="Offline identification of insect specimens.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument("--verbose", action="store_true", help="with --version: models, library and device")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(sp, device: bool = True):
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+        if device:
+            sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                            help="where ONNX Runtime runs the encoders (default: GPU if present)")
+
+    s = sub.add_parser("identify", help="identify barcodes (FASTA, BIOSCAN/BOLD tables) in files or folders")
+    s.add_argument("inputs", nargs="+", metavar="INPUT")
+    s.add_argument("--library", help="reference library (default: the bundled one)")
+    s.add_argument("--model", help="DNA model pack (default: the bundled one)")
+    s.add_argument("--out", "-o", help="results CSV (default: stdout)")
+    s.add_argument("--min-confidence", type=float, default=0.5, help="leave a rank empty below this (0.5)")
+    s.add_argument("--no-alignment", action="store_true",
+                   help="rank by embedding similarity only, even when the library keeps sequences")
+    common(s)
+    s.set_defaults(func=cmd_identify)
+
+    lib = sub.add_parser("library", help="build or inspect reference libraries").add_subparsers(
+        dest="library_command", metavar="ACTION", required=True)
+    s = lib.add_parser("build", help="embed labelled barcodes into a reference library")
+    s.add_argument("--barcodes", nargs="+", required=True, help="FASTA/TSV/CSV with taxonomy columns")
+    s.add_argument("--out", required=True, help="library file to create (or extend, with --add)")
+    s.add_argument("--add", action="store_true", help="add records to an existing library")
+    s.add_argument("--model", help="DNA model pack (default: the bundled one)")
+    s.add_argument("--precision", choices=["int8", "fp32"], default="int8")
+    s.add_argument("--no-sequences", action="store_true", help="keep embeddings and taxonomy only")
+    s.add_argument("--name", default="", help="a name for the library")
+    common(s)
+    s.set_defaults(func=cmd_library_build)
+    s = lib.add_parser("info", help="summarise a library")
+    s.add_argument("library", nargs="?", help="default: the bundled one")
+    s.set_defaults(func=cmd_library_info)
+    s = lib.add_parser("calibrate", help="recalibrate thresholds and confidences")
+    s.add_argument("library")
+    common(s, device=False)
+    s.set_defaults(func=cmd_library_calibrate)
+
+    train = sub.add_parser("train", help="train encoders (needs the [train] extra)").add_subparsers(
+        dest="train_command", metavar="MODALITY", required=True)
+    s = train.add_parser("dna", help="train the DNA encoder and write a model pack")
+    s.add_argument("--barcodes", required=True)
+    s.add_argument("--out", required=True, help="model pack folder")
+    s.add_argument("--epochs", type=int, default=12)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--version", default="1.0.0", help="version written into the manifest")
+    s.add_argument("--holdout", choices=["benchmark", "none"], default="benchmark",
+                   help="leave out the benchmark's query records (default) so the benchmark stays honest")
+    s.set_defaults(func=cmd_train_dna)
+
+    models = sub.add_parser("models", help="list or verify model packs").add_subparsers(
+        dest="models_command", metavar="ACTION", required=True)
+    s = models.add_parser("list")
+    s.add_argument("--dir", help="folder of model packs (default: the bundled ones)")
+    s.set_defaults(func=cmd_models_list)
+    s = models.add_parser("verify")
+    s.add_argument("packs", nargs="+")
+    s.set_defaults(func=cmd_models_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        return cmd_version(args)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except BioscanError as exc:
+        print(f"bioscan: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bioscan: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

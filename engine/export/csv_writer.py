@@ -1,0 +1,39 @@
+"""CSV output that spreadsheets open safely.
+
+Cells starting with = + - @ (or tab/CR) would run as formulas in Excel/LibreOffice; they
+are prefixed with an apostrophe (OWASP's advice). Numbers are written as numbers.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: object) -> object:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)) or value is None:
+        return "" if value is None else value
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> int:
+    """Write rows atomically (temp file, then rename) so a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    n = 0
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns)
+        for row in rows:
+            w.writerow([safe_cell(row.get(c, "")) for c in columns])
+            n += 1
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return n

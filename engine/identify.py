@@ -1,0 +1,174 @@
+"""Identify specimens against a reference library: QC, embed, search, re-rank, assign."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from engine.align import identity
+from engine.assign import Assigner, Candidates, DEFAULT_MIN_CONFIDENCE
+from engine.errors import LibraryError
+from engine.library import ReferenceLibrary
+from engine.models.dna_encoder import DnaEncoder
+from engine.progress import ProgressCallback, report
+from engine.qc import check_barcode
+from engine.records import RANKS, Barcode, BarcodeQC, Call, Match, RecordError
+
+TOP_K = 20
+
+RESULT_COLUMNS = [
+    "specimen_id", "source_file", "modality", "status",
+    "order", "family", "genus", "species", "bin_uri", "confidence",
+    "order_confidence", "family_confidence", "genus_confidence", "species_confidence", "bin_confidence",
+    "top_match_id", "top_match_species", "top_similarity", "identity", "novel", "novel_rank",
+    "qc_flags", "sequence_length", "error",
+]
+
+
+@dataclass
+class Identification:
+    """The result for one specimen record: a call, or an error."""
+
+    specimen_id: str
+    source_file: str
+    modality: str
+    call: Call | None = None
+    matches: list[Match] = field(default_factory=list)
+    qc: BarcodeQC | None = None
+    error: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return "error"
+        return "novel" if self.call and self.call.novel else "ok"
+
+    def as_row(self) -> dict[str, object]:
+        row: dict[str, object] = {c: "" for c in RESULT_COLUMNS}
+        row.update(specimen_id=self.specimen_id, source_file=self.source_file, modality=self.modality,
+                   status=self.status, error=self.error)
+        if self.qc is not None:
+            row["qc_flags"] = ";".join(self.qc.flags)
+            row["sequence_length"] = self.qc.length
+        if self.call is not None:
+            for rank in RANKS:
+                row[rank] = self.call.name(rank)
+                key = "bin_confidence" if rank == "bin_uri" else f"{rank}_confidence"
+                row[key] = round(self.call.confidence(rank), 4)
+            finest = self.call.finest_rank
+            row["confidence"] = round(self.call.confidence(finest), 4) if finest else 0.0
+            row["novel"] = self.call.novel
+            row["novel_rank"] = self.call.novel_rank
+        if self.matches:
+            top = self.matches[0]
+            row["top_match_id"] = top.record_id
+            row["top_match_species"] = top.taxonomy.species
+            row["top_similarity"] = round(top.similarity, 4)
+            row["identity"] = "" if top.identity is None else round(top.identity, 4)
+        return row
+
+
+class DnaIdentifier:
+    """Identifies cleaned barcodes against a library with the encoder that built it."""
+
+    def __init__(self, library: ReferenceLibrary, encoder: DnaEncoder, k: int = TOP_K,
+                 min_confidence: float = DEFAULT_MIN_CONFIDENCE, use_sequences: bool = True):
+        library.check_encoder(encoder)
+        calibration = library.calibration
+        if not calibration:
+            raise LibraryError(f"{library.path.name} has not been calibrated (run `bioscan library calibrate`)")
+        self.library = library
+        self.encoder = encoder
+        self.refs = library.references("dna")
+        self.k = k
+        self.assigner = Assigner(calibration, min_confidence=min_confidence)
+        self.use_identity = use_sequences and library.has_sequences and "identity" in calibration
+
+    def match(self, sequences: Sequence[str], progress: ProgressCallback = None) -> list[tuple[Call, list[Match]]]:
+        """Calls and ranked matches for QC-cleaned sequences."""
+        if not sequences:
+            return []
+        emb = self.encoder.embed(sequences, progress=progress)
+        sims, pos = self.library.search(emb, self.k, "dna")
+        refs_seq = self.refs.sequences if self.use_identity else None
+        out = []
+        for q, seq in enumerate(sequences):
+            cand, sim = pos[q], sims[q]
+            if refs_seq is not None:
+                ident = np.array([identity(seq, refs_seq[c]) if refs_seq[c] else 0.0 for c in cand])
+                order = np.lexsort((-sim, -ident))  # identity first, similarity breaks ties
+                cand, sim, ident = cand[order], sim[order], ident[order]
+                scores, kind = ident, "identity"
+            else:
+                ident, scores, kind = None, sim, "similarity"
+            tax = [self.refs.taxonomy[c] for c in cand]
+            call = self.assigner.assign(Candidates(tax, scores, kind))
+            matches = [
+                Match(self.refs.record_ids[c], tax[i], float(sim[i]), None if ident is None else float(ident[i]))
+                for i, c in enumerate(cand)
+            ]
+            out.append((call, matches))
+            if q % 200 == 0:
+                report(progress, q, len(sequences), "assigning taxonomy")
+        report(progress, len(sequences), len(sequences), "assigning taxonomy")
+        return out
+
+    def identify(self, records: Iterable[Barcode | RecordError],
+                 progress: ProgressCallback = None) -> list[Identification]:
+        """One Identification per record, in input order; bad records become error rows."""
+        results: list[Identification] = []
+        todo: list[int] = []
+        for rec in records:
+            if isinstance(rec, RecordError):
+                results.append(Identification(rec.specimen_id, rec.source_file, "dna", error=rec.message))
+                continue
+            qc = check_barcode(rec.sequence)
+            results.append(Identification(rec.specimen_id, rec.source_file, "dna", qc=qc, error=qc.error or ""))
+            if qc.ok:
+                todo.append(len(results) - 1)
+        for i, (call, matches) in zip(todo, self.match([results[i].qc.sequence for i in todo], progress)):
+            results[i].call = call
+            results[i].matches = matches
+        return results
+
+
+def collect_inputs(paths: Sequence[str | Path]) -> list[Path]:
+    """Files named, and barcode files found recursively in folders named, sorted."""
+    from engine.io import BARCODE_SUFFIXES
+
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(
+                f for f in p.rglob("*")
+                if f.is_file() and f.name.lower().removesuffix(".gz").endswith(BARCODE_SUFFIXES)
+                and not f.name.startswith(".")
+            ))
+        else:
+            out.append(p)
+    return out
+
+
+def open_identifier(library_path: str | Path | None = None, model_path: str | Path | None = None,
+                    device: str = "auto", min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+                    use_sequences: bool = True) -> DnaIdentifier:
+    """A DnaIdentifier over a library (default: the bundled one) with the model that built it.
+
+    Without ``model_path`` the model pack is the bundled one named by the library's record
+    of the model that embedded it, in the precision it was embedded with.
+    """
+    from engine.models.pack import load_pack
+    from engine.resources import default_library_path, default_model_path
+
+    library = ReferenceLibrary.open(library_path or default_library_path())
+    built_with = library.model_for("dna")
+    if built_with is None:
+        raise LibraryError(f"{library.path.name} has no DNA references")
+    pack = load_pack(model_path or default_model_path("dna"))
+    encoder = DnaEncoder(pack, precision=built_with["precision"], device=device)
+    return DnaIdentifier(library, encoder, min_confidence=min_confidence, use_sequences=use_sequences)
+
+
+

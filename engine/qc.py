@@ -1,0 +1,107 @@
+"""Barcode quality control: clean a raw sequence and say what was wrong with it.
+
+COI-5P is protein coding, so a genuine barcode reads through without stop codons in
+one frame of the invertebrate mitochondrial code (NCBI table 5). That frame also tells
+the strand: a reverse-complemented barcode has stops in all three forward frames.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from engine.records import BarcodeQC
+
+IUPAC_DNA = set("ACGTURYSWKMBDHVN")
+GAP_CHARS = "-.~"
+MIN_LENGTH = 100  # shorter than this is too little to identify from
+BIN_MIN_LENGTH = 500  # BOLD assigns BINs only to barcodes of at least 500 bp
+AMBIGUOUS_WARN = 0.01
+AMBIGUOUS_MAX = 0.5
+GENETIC_CODE = 5  # NCBI: invertebrate mitochondrial
+
+_COMPLEMENT = str.maketrans("ACGTURYSWKMBDHVN", "TGCAAYRSWMKVHDBN")
+_BASE_CODE = np.full(256, 4, dtype=np.uint8)
+for _i, _b in enumerate(b"ACGT"):
+    _BASE_CODE[_b] = _i
+
+
+def _stop_codon_mask() -> np.ndarray:
+    from Bio.Data import CodonTable
+
+    table = CodonTable.unambiguous_dna_by_id[GENETIC_CODE]
+    mask = np.zeros(64, dtype=bool)
+    for codon in table.stop_codons:
+        a, b, c = (b"ACGT".index(ch.encode()) for ch in codon)
+        mask[a * 16 + b * 4 + c] = True
+    return mask
+
+
+_STOP_MASK = _stop_codon_mask()
+
+
+def count_stops(seq: str) -> list[int]:
+    """Stop codons (table 5) in each of the three forward frames; codons with N are skipped."""
+    codes = _BASE_CODE[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+    counts = []
+    for frame in range(3):
+        n = (len(codes) - frame) // 3
+        cod = codes[frame : frame + 3 * n].reshape(n, 3).astype(np.int64)
+        valid = (cod < 4).all(axis=1)
+        idx = cod[:, 0] * 16 + cod[:, 1] * 4 + cod[:, 2]
+        counts.append(int((_STOP_MASK[np.where(valid, idx, 0)] & valid).sum()))
+    return counts
+
+
+def reverse_complement(seq: str) -> str:
+    return seq.translate(_COMPLEMENT)[::-1]
+
+
+def check_barcode(raw: str) -> BarcodeQC:
+    """Clean one barcode and report its QC flags, or an error for non-DNA input."""
+    text = re.sub(r"\s+", "", raw).upper()
+    raw_length = len(text)
+    if not text:
+        return BarcodeQC("", 0, 0, 0.0, error="empty sequence")
+    flags: list[str] = []
+    stripped = text.translate({ord(c): None for c in GAP_CHARS})
+    if len(stripped) != len(text):
+        flags.append("gaps_removed")
+    stripped = stripped.replace("?", "N").replace("U", "T")
+    bad = sorted(set(stripped) - IUPAC_DNA)
+    if bad:
+        shown = "".join(bad[:8])
+        hint = " (looks like a protein sequence)" if set(bad) & set("EFILPQ") else ""
+        return BarcodeQC("", raw_length, 0, 0.0, error=f"not a DNA sequence: contains {shown!r}{hint}")
+    seq = stripped.strip("N")
+    if len(seq) != len(stripped):
+        flags.append("ends_trimmed")
+    acgt = sum(seq.count(b) for b in "ACGT")
+    length = len(seq)
+    ambiguous = 1.0 - acgt / length if length else 1.0
+    if acgt < MIN_LENGTH:
+        return BarcodeQC(
+            "", raw_length, length, ambiguous,
+            flags=flags, error=f"too short: {acgt} unambiguous bases (minimum {MIN_LENGTH})",
+        )
+    if ambiguous > AMBIGUOUS_MAX:
+        return BarcodeQC(
+            "", raw_length, length, ambiguous, flags=flags,
+            error=f"mostly ambiguous bases ({ambiguous:.0%} not A/C/G/T)",
+        )
+    forward = count_stops(seq)
+    rc = reverse_complement(seq)
+    reverse = count_stops(rc)
+    reversed_ = min(forward) > 0 and min(reverse) < min(forward)
+    if reversed_:
+        seq, stops = rc, min(reverse)
+        flags.append("reverse_complemented")
+    else:
+        stops = min(forward)
+    if stops:
+        flags.append("stop_codons")  # likely pseudogene (NUMT) or sequencing error
+    if length < BIN_MIN_LENGTH:
+        flags.append("short")
+    if ambiguous > AMBIGUOUS_WARN:
+        flags.append("ambiguous")
+    return BarcodeQC(seq, raw_length, length, ambiguous, reversed_, stops, flags)

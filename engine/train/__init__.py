@@ -1,0 +1,1 @@
+"""Training, ONNX export and quantisation. Needs the [train] extra (torch); import lazily."""
