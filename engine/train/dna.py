@@ -99,7 +99,7 @@ def train_dna(
 
     model.eval()
     example = torch.from_numpy(tok.encode_batch([records[0].sequence, records[1].sequence]))
-    fp32 = export_onnx(model, example, out / "model.fp32.onnx", "tokens", "embedding", {0: "batch", 1: "length"})
+    fp32 = export_onnx(model, example, out / "model.fp32.onnx", "tokens", "unit_embedding", {0: "batch", 1: "length"})
     calib_idx = rng.choice(len(records), size=min(512, len(records)), replace=False)
     calib = [tok.encode_batch([records[i].sequence for i in calib_idx[s: s + 64]]) for s in range(0, len(calib_idx), 64)]
     quantize_static_int8(fp32, out / "model.int8.onnx", "tokens", calib)
@@ -113,7 +113,7 @@ def train_dna(
         "embedding_dim": dim,
         "files": [{"path": "model.int8.onnx", "precision": "int8"}, {"path": "model.fp32.onnx", "precision": "fp32"}],
         "input": {"name": "tokens", "dtype": "int64", "shape": ["batch", "length"]},
-        "output": {"name": "embedding", "normalized": True},
+        "output": {"name": "unit_embedding", "normalized": True},
         "preprocessing": tok.config(),
         "architecture": {"class": "DnaCnn", "embed": 64, "channels": [128, 192, 256, 256], "out_dim": dim},
         "training": {

@@ -25,7 +25,7 @@ class DnaCnn(nn.Module):
     def __init__(self, vocab_size: int, embed: int = 64, channels: tuple[int, ...] = (128, 192, 256, 256),
                  out_dim: int = 256):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embed, padding_idx=0)
+        self.token_embedding = nn.Embedding(vocab_size, embed, padding_idx=0)
         blocks, c = [], embed
         for i, ch in enumerate(channels):
             blocks.append(ConvBlock(c, ch, kernel=5 if i < 3 else 3, stride=2))
@@ -36,13 +36,16 @@ class DnaCnn(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (batch, length) int64 -> L2-normalised embeddings (batch, out_dim)."""
         mask = (tokens > 0).float().unsqueeze(1)  # (B, 1, L)
-        x = self.embedding(tokens).transpose(1, 2) * mask
+        x = self.token_embedding(tokens).transpose(1, 2) * mask
         x = self.blocks(x)
-        # the padding mask, downsampled like the feature map, so padding never enters the pooling
+        # the padding mask, downsampled with each block's own window, so padding never enters
+        # the pooling (same arithmetic as the convolutions: no slicing, no static lengths)
         m = mask
-        for _ in self.blocks:
-            m = F.max_pool1d(m, kernel_size=1, stride=2, ceil_mode=True)
-        m = m[..., : x.shape[-1]]
+        for block in self.blocks:
+            conv = block.conv
+            # a ones-kernel convolution, not max_pool1d: torch.export freezes max_pool1d's length
+            window = torch.ones(1, 1, conv.kernel_size[0], dtype=m.dtype)
+            m = (F.conv1d(m, window, stride=conv.stride[0], padding=conv.padding[0]) > 0).to(m.dtype)
         mean = (x * m).sum(-1) / m.sum(-1).clamp(min=1.0)
         mx = (x + (m - 1.0) * 1e4).amax(-1)
         return F.normalize(self.head(torch.cat([mean, mx], dim=1)), dim=-1)

@@ -11,7 +11,8 @@ def export_onnx(model, example: "object", path: str | Path, input_name: str, out
                 dynamic_axes: Mapping[int, str]) -> Path:
     """Export with the dynamo exporter; dynamic_axes maps input axis -> name (e.g. {0: "batch"}).
 
-    The legacy exporter freezes a transformer's sequence length, so dynamo it is.
+    The legacy exporter freezes a transformer's sequence length, so dynamo it is. Pick an
+    output name no aten op has ("embedding" collides with the Gather of nn.Embedding).
     """
     import torch
     from torch.export import Dim
@@ -20,7 +21,7 @@ def export_onnx(model, example: "object", path: str | Path, input_name: str, out
     model.eval()
     dims = {axis: Dim.DYNAMIC for axis in dynamic_axes}
     program = torch.onnx.export(
-        model, (example,), dynamo=True, external_data=False,
+        model, (example,), dynamo=True, external_data=False, verbose=False,
         input_names=[input_name], output_names=[output_name],
         dynamic_shapes=({**dims},),
     )
