@@ -120,7 +120,13 @@ def _best_threshold(present: np.ndarray, absent: np.ndarray) -> tuple[float, flo
     false_present = 1.0 - np.searchsorted(a, cands, side="left") / len(a)
     err = false_absent + false_present
     i = int(np.argmin(err))
-    return float(cands[i]), float(false_absent[i]), float(false_present[i])
+    # every t in (cands[i-1], cands[j]] is as good, for the run i..j of equal error: take the
+    # middle of that gap, the widest margin on both sides
+    j = i
+    while j + 1 < len(cands) and np.isclose(err[j + 1], err[i]):
+        j += 1
+    lower = cands[i - 1] if i > 0 else cands[i]
+    return float((lower + cands[j]) / 2), float(false_absent[i]), float(false_present[i])
 
 
 def _fit_logistic(X: np.ndarray, y: np.ndarray) -> list[float]:

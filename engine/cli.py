@@ -17,18 +17,15 @@ def _progress(args) -> object:
     return ProgressPrinter()
 
 
-# ---------------------------------------------------------------------------- identify
-def cmd_identify(args) -> int:
-    from engine.export import write_csv
-    from engine.identify import RESULT_COLUMNS, collect_inputs, open_identifier
+def _read_barcode_inputs(inputs: list[str]) -> list:
+    """Barcode records of the files and folders named; a file that cannot be read becomes an error record."""
+    from engine.identify import collect_inputs
     from engine.io import read_barcodes
     from engine.records import RecordError
 
-    files = collect_inputs(args.inputs)
+    files = collect_inputs(inputs)
     if not files:
-        raise BioscanError("no input files found (looked for FASTA/TSV/CSV in: " + ", ".join(args.inputs) + ")")
-    ident = open_identifier(args.library, args.model, device=args.device,
-                            min_confidence=args.min_confidence, use_sequences=not args.no_alignment)
+        raise BioscanError("no input files found (looked for FASTA/TSV/CSV in: " + ", ".join(inputs) + ")")
     records = []
     for f in files:
         try:
@@ -37,6 +34,17 @@ def cmd_identify(args) -> int:
             records.append(RecordError(f.name, str(f), str(exc)))
         except OSError as exc:
             records.append(RecordError(f.name, str(f), f"cannot read file: {exc.strerror or exc}"))
+    return records
+
+
+# ---------------------------------------------------------------------------- identify
+def cmd_identify(args) -> int:
+    from engine.export import write_csv
+    from engine.identify import RESULT_COLUMNS, open_identifier
+
+    records = _read_barcode_inputs(args.inputs)
+    ident = open_identifier(args.library, args.model, device=args.device,
+                            min_confidence=args.min_confidence, use_sequences=not args.no_alignment)
     results = ident.identify(records, progress=_progress(args))
     rows = [r.as_row() for r in results]
     if args.out:
@@ -55,6 +63,52 @@ def cmd_identify(args) -> int:
     if counts["error"] == len(rows):
         print("no record could be identified", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from engine.demo import draw_demo_sample, find_shared_data, write_fasta
+    from engine.export import write_csv
+    from engine.identify import RESULT_COLUMNS, open_identifier
+
+    data = find_shared_data()
+    if data is None:
+        raise BioscanError("the demo draws its sample from the project's shared data, which is not on this "
+                           "machine (set BIOSCAN_DATA); identify your own files with `bioscan identify FOLDER`")
+    sample = draw_demo_sample(data, n=args.n, seed=args.seed)
+    fasta = Path(args.out).with_suffix(".fasta")
+    write_fasta(fasta, sample)
+    ident = open_identifier(device=args.device)
+    results = ident.identify(sample, progress=_progress(args))
+    write_csv(args.out, RESULT_COLUMNS, [r.as_row() for r in results])
+    agree = sum(r.call is not None and r.call.name("species") == s.taxonomy.species for r, s in zip(results, sample))
+    genus = sum(r.call is not None and r.call.name("genus") == s.taxonomy.genus for r, s in zip(results, sample))
+    novel = sum(r.status == "novel" for r in results)
+    print(f"demo: {len(sample)} BOLD records not in the bundled library ({fasta}) -> {args.out}\n"
+          f"  species call agrees with BOLD's identification: {agree}/{len(sample)}; genus: {genus}/{len(sample)}; "
+          f"flagged novel: {novel}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------- cluster
+def cmd_cluster(args) -> int:
+    from engine.cluster import CLUSTER_COLUMNS, cluster_barcodes
+    from engine.export import write_csv
+    from engine.identify import open_identifier
+
+    records = _read_barcode_inputs(args.inputs)
+    ident = open_identifier(args.library, args.model, device=args.device)
+    rows, result = cluster_barcodes(records, ident, novel_only=args.novel_only, progress=_progress(args),
+                                    method=args.method, n_clusters=args.n_clusters,
+                                    min_cluster_size=args.min_cluster_size, umap_dims=args.umap_dims,
+                                    seed=args.seed)
+    write_csv(args.out, CLUSTER_COLUMNS, rows)
+    errors = sum(r["status"] == "error" for r in rows)
+    if result is None:
+        print(f"fewer than 2 specimens to cluster ({errors} of {len(rows)} records had errors)", file=sys.stderr)
+        return 1
+    print(f"clustered {len(result.labels)} of {len(rows)} records ({errors} errors) -> {args.out}", file=sys.stderr)
+    print(result.summary(), file=sys.stderr)
     return 0
 
 
@@ -198,6 +252,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rank by embedding similarity only, even when the library keeps sequences")
     common(s)
     s.set_defaults(func=cmd_identify)
+
+    s = sub.add_parser("demo", help="identify a real sample drawn from the shared data (not in the library)")
+    s.add_argument("--out", "-o", default="demo-results.csv")
+    s.add_argument("-n", type=int, default=200, help="records to draw (200)")
+    s.add_argument("--seed", type=int, default=1)
+    common(s)
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("cluster", help="group specimens into putative species (zero-shot, no labels needed)")
+    s.add_argument("inputs", nargs="+", metavar="INPUT", help="barcode files or folders")
+    s.add_argument("--library", help="reference library for the members' calls (default: the bundled one)")
+    s.add_argument("--model", help="DNA model pack (default: the bundled one)")
+    s.add_argument("--method", choices=["agglomerative", "hdbscan"], default="agglomerative")
+    s.add_argument("--n-clusters", type=int, help="agglomerative: this many clusters (default: best silhouette)")
+    s.add_argument("--min-cluster-size", type=int, help="hdbscan: smallest cluster (default: best silhouette)")
+    s.add_argument("--umap-dims", type=int, default=10, help="UMAP dimensions clustered in (0: no UMAP)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same clusters)")
+    s.add_argument("--novel-only", action="store_true", help="cluster only specimens called novel")
+    s.add_argument("--out", "-o", required=True, help="clusters CSV, one row per specimen")
+    common(s)
+    s.set_defaults(func=cmd_cluster)
 
     lib = sub.add_parser("library", help="build or inspect reference libraries").add_subparsers(
         dest="library_command", metavar="ACTION", required=True)

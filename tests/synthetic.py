@@ -25,7 +25,7 @@ def _mutate(codons: np.ndarray, rate: float, rng: np.random.Generator) -> np.nda
 
 def make_barcodes(
     genera: int = 4, species_per_genus: int = 3, records_per_species: int = 6, length_codons: int = 219,
-    species_divergence: float = 0.12, record_divergence: float = 0.01, seed: int = 0, family_of_genus=None,
+    species_divergence: float = 0.08, record_divergence: float = 0.01, seed: int = 0, family_of_genus=None,
 ) -> list[Barcode]:
     rng = np.random.default_rng(seed)
     out = []

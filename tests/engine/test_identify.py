@@ -1,0 +1,81 @@
+"""The DNA identification path end to end on a tiny real model and a synthetic library."""
+import numpy as np
+import pytest
+
+from engine.errors import LibraryError, ModelPackError
+from engine.identify import DnaIdentifier, open_identifier
+from engine.library import ReferenceLibrary
+from engine.models.dna_encoder import DnaEncoder
+from engine.models.pack import load_pack
+from engine.records import RecordError
+
+
+@pytest.fixture(scope="module")
+def identifier(tiny_library, tiny_dna_pack):
+    return open_identifier(tiny_library, tiny_dna_pack, device="cpu")
+
+
+def test_known_species_are_called_to_species(identifier, synthetic_split):
+    _, known, _ = synthetic_split
+    results = identifier.identify(known)
+    assert [r.status for r in results] == ["ok"] * len(known)
+    assert [r.call.name("species") for r in results] == [k.taxonomy.species for k in known]
+    assert all(r.matches[0].identity > 0.97 for r in results)
+
+
+def test_novel_species_are_flagged_but_keep_their_genus(identifier, synthetic_split):
+    _, _, novel = synthetic_split
+    results = identifier.identify(novel)
+    assert all(r.status == "novel" and r.call.novel_rank == "species" for r in results)
+    assert all(r.call.name("species") == "" for r in results)
+    assert [r.call.name("genus") for r in results] == [n.taxonomy.genus for n in novel]
+
+
+def test_bad_records_become_error_rows_in_order(identifier, synthetic_split):
+    good = synthetic_split[1][0]
+    recs = [RecordError("broken", "f.fa", "malformed FASTA: x"), good]
+    bad_seq = type(good)("prot", "MKVLEEFQ" * 30, "f.fa")
+    results = identifier.identify(recs + [bad_seq])
+    assert [r.status for r in results] == ["error", "ok", "error"]
+    assert results[0].error == "malformed FASTA: x"
+    assert "not a DNA sequence" in results[2].error
+    row = results[2].as_row()
+    assert row["status"] == "error" and row["species"] == ""
+
+
+def test_embedding_only_mode_still_separates_genera(tiny_library, tiny_dna_pack, synthetic_split):
+    ident = open_identifier(tiny_library, tiny_dna_pack, device="cpu", use_sequences=False)
+    assert not ident.use_identity
+    _, known, novel = synthetic_split
+    results = ident.identify(known + novel)
+    genus_ok = np.mean([r.call.name("genus") in ("", q.taxonomy.genus) for r, q in zip(results, known + novel)])
+    assert genus_ok == 1.0  # never a wrong genus
+    assert all(r.matches[0].identity is None for r in results)
+
+
+def test_library_refuses_another_model(tiny_library, tiny_dna_pack, tmp_path):
+    pack = load_pack(tiny_dna_pack)
+    fp32 = DnaEncoder(pack, precision="fp32", device="cpu")
+    with pytest.raises(LibraryError, match="cannot be compared"):
+        DnaIdentifier(ReferenceLibrary.open(tiny_library), fp32)
+
+
+def test_corrupt_model_pack_is_refused(tiny_dna_pack, tmp_path):
+    import shutil
+
+    copy = tmp_path / "pack"
+    shutil.copytree(tiny_dna_pack, copy)
+    with open(copy / "model.int8.onnx", "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\x00\x00\x00\x00")
+    with pytest.raises(ModelPackError, match="corrupt or was changed"):
+        load_pack(copy)
+
+
+def test_calibration_is_measured_on_the_library(tiny_library):
+    cal = ReferenceLibrary.open(tiny_library).calibration
+    ident = cal["identity"]
+    # thresholds order as taxonomy does: species needs more identity than genus, genus than family
+    assert ident["threshold"]["species"] > ident["threshold"]["genus"] > ident["threshold"]["family"]
+    assert ident["rates"]["species"]["false_novel"] <= 0.05
+    assert ident["rates"]["species"]["missed_novel"] <= 0.05

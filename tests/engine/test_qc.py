@@ -1,0 +1,48 @@
+from engine.qc import check_barcode, count_stops, reverse_complement
+from tests.synthetic import make_barcodes
+
+SEQ = make_barcodes(genera=1, species_per_genus=1, records_per_species=1)[0].sequence
+
+
+def test_clean_barcode_passes_without_flags():
+    qc = check_barcode(SEQ)
+    assert qc.ok and qc.flags == [] and qc.sequence == SEQ and qc.length == len(SEQ)
+
+
+def test_gaps_case_and_end_ns_are_cleaned():
+    raw = "nnn" + SEQ[:300].lower() + "--" + SEQ[300:] + "NNNN"
+    qc = check_barcode(raw)
+    assert qc.ok and qc.sequence == SEQ
+    assert set(qc.flags) == {"gaps_removed", "ends_trimmed"}
+
+
+def test_reverse_complement_is_detected_and_fixed():
+    qc = check_barcode(reverse_complement(SEQ))
+    assert qc.ok and qc.reverse_complemented and qc.sequence == SEQ
+    assert "reverse_complemented" in qc.flags
+
+
+def test_stop_codon_in_every_frame_flags_a_likely_numt():
+    # TAA/TAG in all three frames of the forward strand
+    broken = SEQ[:300] + "TAATAGTAA" + "A" + "TAGTAA" + "AA" + "TAGTAA" + SEQ[300:]
+    qc = check_barcode(broken)
+    assert qc.ok and "stop_codons" in qc.flags and qc.stop_codons >= 1
+
+
+def test_count_stops_uses_table_5():
+    # TGA is tryptophan in the invertebrate mitochondrial code; TAA and TAG are stops
+    assert count_stops("TGATGATGA")[0] == 0
+    assert count_stops("TAATAGTGA")[0] == 2
+
+
+def test_protein_input_is_rejected_with_a_reason():
+    qc = check_barcode("MKVLEEFQLIPRST" * 20)
+    assert not qc.ok and "not a DNA sequence" in qc.error and "protein" in qc.error
+
+
+def test_short_and_ambiguous_inputs():
+    assert "too short" in check_barcode("ACGT" * 10).error
+    assert "mostly ambiguous" in check_barcode("ACGTNNNNNNNN" * 30).error
+    qc = check_barcode(SEQ[:400])
+    assert qc.ok and "short" in qc.flags
+    assert check_barcode("").error == "empty sequence"
