@@ -374,6 +374,19 @@ class Project:
         counts.update(self.conn.execute(f"SELECT status, count(*) FROM specimens{where} GROUP BY status", args))
         return counts
 
+    def item_errors(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Failed items (bad files and records) with their specimen key, file path and message."""
+        return self._all(
+            "SELECT s.specimen_key, s.id AS specimen_id, i.modality, i.record_key, i.error, f.path FROM items i "
+            "JOIN specimens s ON s.id = i.specimen_id JOIN files f ON f.id = i.file_id WHERE i.status = 'error' "
+            "ORDER BY i.id" + ("" if limit is None else " LIMIT ?"), [] if limit is None else [int(limit)])
+
+    def latest_overrides(self) -> dict[int, tuple[str, str]]:
+        """specimen id -> (user, time) of its latest override, for every overridden specimen."""
+        rows = self.conn.execute("SELECT specimen_id, user, created_at FROM annotations WHERE action = 'override' "
+                                 "ORDER BY id").fetchall()
+        return {sid: (user, at) for sid, user, at in rows}
+
     def import_runs(self) -> list[dict[str, Any]]:
         """Every import run, newest first, with provenance (JSON fields parsed)."""
         runs = self._all("SELECT * FROM import_runs ORDER BY id DESC")
@@ -389,6 +402,28 @@ class Project:
         if kind:
             sql, args = sql + " AND kind = ?", args + [kind]
         return self._all(sql + " ORDER BY path", args)
+
+    def iter_specimens(self, flt: SpecimenFilter | None = None, page: int = 2000) -> Iterator[dict[str, Any]]:
+        """Every specimen row (all columns, metadata parsed), in id order, with ``files``:
+        [(modality, path, record_key)] of its items; read a page at a time (bounded memory for exports)."""
+        where, args = (flt or SpecimenFilter()).where()
+        last = 0
+        while True:
+            joiner = " AND " if where else " WHERE "
+            rows = self._all(f"SELECT * FROM specimens{where}{joiner}id > ? ORDER BY id LIMIT ?", [*args, last, page])
+            if not rows:
+                return
+            ids = [r["id"] for r in rows]
+            files: dict[int, list[tuple[str, str, str]]] = {}
+            for sid, modality, path, key in self.conn.execute(
+                    f"SELECT i.specimen_id, i.modality, f.path, i.record_key FROM items i JOIN files f "
+                    f"ON f.id = i.file_id WHERE i.specimen_id IN ({','.join('?' * len(ids))}) ORDER BY i.id", ids):
+                files.setdefault(sid, []).append((modality, path, key))
+            for r in rows:
+                r["metadata"] = json.loads(r["metadata"]) if r["metadata"] else {}
+                r["files"] = files.get(r["id"], [])
+                yield r
+            last = ids[-1]
 
     def embeddings(self, modality: str = "dna") -> tuple[list[int], np.ndarray]:
         """(specimen ids, (n, dim) float32 matrix) of every stored embedding of a modality."""
@@ -696,20 +731,21 @@ def _add_aliases(conn: sqlite3.Connection, key: str, aliases: dict[str, str]) ->
 
 
 def _specimen_for(conn: sqlite3.Connection, it: ItemResult, run_id: int, stamp: str) -> int:
+    meta = conn.execute("SELECT data, processid, sampleid FROM metadata_records WHERE key IN (?, ?, ?) LIMIT 1",
+                        [it.specimen_key, it.processid or it.specimen_key, it.sampleid or it.specimen_key]).fetchone()
+    processid = it.processid or (meta[1] if meta else "")
+    sampleid = it.sampleid or (meta[2] if meta else "")
     row = conn.execute("SELECT id FROM specimens WHERE specimen_key = ?", [it.specimen_key]).fetchone()
     if row is None:
-        meta = conn.execute("SELECT data FROM metadata_records WHERE key IN (?, ?, ?) LIMIT 1",
-                            [it.specimen_key, it.processid or it.specimen_key, it.sampleid or it.specimen_key]
-                            ).fetchone()
         cur = conn.execute(
             "INSERT INTO specimens (specimen_key, processid, sampleid, status, metadata, run_id, created_at, "
             "updated_at, review, n_errors) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, '', 0)",
-            [it.specimen_key, it.processid, it.sampleid, meta[0] if meta else None, run_id, stamp, stamp])
+            [it.specimen_key, processid, sampleid, meta[0] if meta else None, run_id, stamp, stamp])
         sid = cur.lastrowid
     else:
         sid = row[0]
         conn.execute("UPDATE specimens SET processid = COALESCE(NULLIF(processid, ''), ?), "
-                     "sampleid = COALESCE(NULLIF(sampleid, ''), ?) WHERE id = ?", [it.processid, it.sampleid, sid])
+                     "sampleid = COALESCE(NULLIF(sampleid, ''), ?) WHERE id = ?", [processid, sampleid, sid])
     _add_aliases(conn, it.specimen_key, it.aliases)
     return sid
 

@@ -1,0 +1,180 @@
+"""A project as a Darwin Core Archive (DwC-A) for GBIF: meta.xml + occurrence.txt + eml.xml in a zip.
+
+One occurrence per specimen that has data (error-only specimens, which are unreadable files
+rather than specimens, are left out). The identification is the effective call: the user's
+override when there is one (identifiedBy = the user), else the machine call (identifiedBy =
+this software and version, with the model and library in identificationRemarks).
+
+identificationQualifier: "aff." when the specimen looks new (no close reference: it has
+affinity with, but is probably not, the named taxon), "cf." when the machine's confidence
+at the named rank is below CONFIDENT, else empty.
+"""
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from engine.project import SpecimenFilter
+
+DWC = "http://rs.tdwg.org/dwc/terms/"
+DC = "http://purl.org/dc/terms/"
+CONFIDENT = 0.9
+# (term namespace, term) in column order; occurrenceID is the row id (index 0)
+OCCURRENCE_TERMS: list[tuple[str, str]] = [
+    (DWC, "occurrenceID"), (DWC, "basisOfRecord"), (DWC, "catalogNumber"), (DWC, "otherCatalogNumbers"),
+    (DWC, "scientificName"), (DWC, "taxonRank"), (DWC, "kingdom"), (DWC, "phylum"), (DWC, "class"),
+    (DWC, "order"), (DWC, "family"), (DWC, "genus"), (DWC, "specificEpithet"),
+    (DWC, "identificationQualifier"), (DWC, "identifiedBy"), (DWC, "dateIdentified"),
+    (DWC, "identificationVerificationStatus"), (DWC, "associatedSequences"), (DWC, "associatedMedia"),
+    (DWC, "identificationRemarks"), (DC, "modified"),
+]
+COLUMNS = [term for _, term in OCCURRENCE_TERMS]
+
+# Phylum and class of the orders the library holds (calls name orders, GBIF wants the full path).
+_HIGHER: dict[str, tuple[str, str]] = {
+    **{o: ("Arthropoda", "Insecta") for o in (
+        "Archaeognatha", "Blattodea", "Coleoptera", "Dermaptera", "Diptera", "Embioptera", "Ephemeroptera",
+        "Hemiptera", "Hymenoptera", "Lepidoptera", "Mantodea", "Mecoptera", "Megaloptera", "Neuroptera",
+        "Odonata", "Orthoptera", "Phasmida", "Plecoptera", "Psocodea", "Raphidioptera", "Siphonaptera",
+        "Strepsiptera", "Thysanoptera", "Trichoptera", "Zoraptera", "Zygentoma")},
+    "Araneae": ("Arthropoda", "Arachnida"), "Opiliones": ("Arthropoda", "Arachnida"),
+    "Sarcoptiformes": ("Arthropoda", "Arachnida"), "Trombidiformes": ("Arthropoda", "Arachnida"),
+    "Mesostigmata": ("Arthropoda", "Arachnida"), "Julida": ("Arthropoda", "Diplopoda"),
+    "Entomobryomorpha": ("Arthropoda", "Collembola"), "Poduromorpha": ("Arthropoda", "Collembola"),
+    "Symphypleona": ("Arthropoda", "Collembola"), "Isopoda": ("Arthropoda", "Malacostraca"),
+    "Stylommatophora": ("Mollusca", "Gastropoda"),
+}
+
+
+def _clean(value: Any) -> str:
+    """A cell of a tab-separated file without quoting: no tabs or line breaks inside."""
+    return " ".join(str(value if value is not None else "").split())
+
+
+def occurrence_row(s: dict[str, Any], project_id: str, software: str) -> dict[str, str]:
+    """The Darwin Core occurrence of one specimen (a Project.iter_specimens row)."""
+    overridden = s["review"] == "overridden"
+    names = {r: (s[f"final_{r}"] if overridden else s[r]) or "" for r in ("order", "family", "genus", "species")}
+    finest = next((r for r in ("species", "genus", "family", "order") if names[r]), "")
+    meta = s.get("metadata") or {}
+    phylum, klass = _HIGHER.get(names["order"], (meta.get("phylum", ""), meta.get("class", "")))
+    qualifier = ""
+    if finest and not overridden:
+        if s["novel"]:
+            qualifier = "aff."
+        elif (s[f"{finest}_confidence"] or 0.0) < CONFIDENT:
+            qualifier = "cf."
+    remarks = []
+    if s["call_item_id"] is not None:
+        remarks.append(f"machine call ({s['call_modality']}): " + ", ".join(
+            f"{r} {s[r]} ({s[f'{r}_confidence']:.2f})" for r in ("order", "family", "genus", "species", "bin_uri")
+            if s[r]))
+        if s["bin_uri"]:
+            remarks.append(f"BIN {s['bin_uri']}")
+        if s["top_match_id"]:
+            ident = "" if s["identity"] is None else f", identity {s['identity']:.3f}"
+            remarks.append(f"top reference match {s['top_match_id']} ({s['top_match_species']}; "
+                           f"similarity {s['top_similarity']:.3f}{ident})")
+        if s["novel"]:
+            remarks.append(f"possibly new at rank {s['novel_rank']}")
+    elif s["status"] == "pending":
+        remarks.append("not identified yet (photos only)")
+    if s["qc_flags"]:
+        remarks.append(f"barcode QC flags: {s['qc_flags']}")
+    if s["n_errors"]:
+        remarks.append(f"{s['n_errors']} input items failed: {s['error']}")
+    if overridden:
+        remarks.append(f"identification by {s.get('review_user') or 'a user'} overrides the machine call")
+    sequences = [f"{Path(p).name}#{k}" for m, p, k in s["files"] if m == "dna"]
+    media = [p for m, p, _ in s["files"] if m == "photo"]
+    row = {
+        "occurrenceID": f"urn:bioscan-desktop:{project_id}:{s['specimen_key']}",
+        "basisOfRecord": "PreservedSpecimen",
+        "catalogNumber": s["processid"] or s["specimen_key"],
+        "otherCatalogNumbers": s["sampleid"] or "",
+        "scientificName": names[finest] if finest else "Animalia",
+        "taxonRank": finest or "kingdom",
+        "kingdom": "Animalia", "phylum": phylum, "class": klass,
+        "order": names["order"], "family": names["family"], "genus": names["genus"],
+        "specificEpithet": names["species"].split(" ", 1)[1] if " " in names["species"] else "",
+        "identificationQualifier": qualifier,
+        "identifiedBy": (s.get("review_user") or "user") if overridden else software,
+        "dateIdentified": (s.get("review_at") if overridden else s["updated_at"]) or "",
+        "identificationVerificationStatus": {"accepted": "verified by expert", "overridden": "verified by expert",
+                                             "stale": "unverified"}.get(s["review"] or "", "unverified"),
+        "associatedSequences": " | ".join(sequences),
+        "associatedMedia": " | ".join(media),
+        "identificationRemarks": "; ".join(remarks),
+        "modified": s["updated_at"] or "",
+    }
+    return {k: _clean(v) for k, v in row.items()}
+
+
+def meta_xml() -> bytes:
+    ET.register_namespace("", "http://rs.tdwg.org/dwc/text/")
+    ns = "{http://rs.tdwg.org/dwc/text/}"
+    archive = ET.Element(f"{ns}archive", {"metadata": "eml.xml"})
+    core = ET.SubElement(archive, f"{ns}core", {
+        "encoding": "UTF-8", "fieldsTerminatedBy": "\\t", "linesTerminatedBy": "\\n", "fieldsEnclosedBy": "",
+        "ignoreHeaderLines": "1", "rowType": DWC + "Occurrence"})
+    ET.SubElement(ET.SubElement(core, f"{ns}files"), f"{ns}location").text = "occurrence.txt"
+    ET.SubElement(core, f"{ns}id", {"index": "0"})
+    for i, (namespace, term) in enumerate(OCCURRENCE_TERMS):
+        ET.SubElement(core, f"{ns}field", {"index": str(i), "term": namespace + term})
+    return ET.tostring(archive, encoding="utf-8", xml_declaration=True)
+
+
+def eml_xml(title: str, software: str, pub_date: str, n: int) -> bytes:
+    eml = ET.Element("eml:eml", {
+        "xmlns:eml": "eml://ecoinformatics.org/eml-2.1.1", "xmlns:xsi": "http://www.w3.org/2001/XMLSchema-instance",
+        "xsi:schemaLocation": "eml://ecoinformatics.org/eml-2.1.1 http://rs.gbif.org/schema/eml-gbif-profile/1.1/eml.xsd",
+        "packageId": title, "system": "BIOSCAN Desktop", "scope": "system", "xml:lang": "en"})
+    ds = ET.SubElement(eml, "dataset")
+    ET.SubElement(ds, "title", {"xml:lang": "en"}).text = title
+    creator = ET.SubElement(ds, "creator")
+    ET.SubElement(creator, "organizationName").text = "BIOSCAN Desktop user"
+    ET.SubElement(ds, "pubDate").text = pub_date
+    ET.SubElement(ds, "language").text = "en"
+    para = ET.SubElement(ET.SubElement(ds, "abstract"), "para")
+    para.text = (f"{n} specimens identified from DNA barcodes (COI-5P) and photos with {software}. "
+                 "Identifications are machine calls unless identificationVerificationStatus says otherwise.")
+    contact = ET.SubElement(ds, "contact")
+    ET.SubElement(contact, "organizationName").text = "BIOSCAN Desktop user"
+    return ET.tostring(eml, encoding="utf-8", xml_declaration=True)
+
+
+def _software(project) -> str:
+    from engine import __version__
+
+    runs = project.import_runs()
+    models = ", ".join(f"{m['name']} {m.get('version', '')}".strip() for m in (runs[0]["models"] if runs else []))
+    return f"BIOSCAN Desktop {__version__}" + (f" ({models})" if models else "")
+
+
+def write_dwca(project, path: str | Path) -> int:
+    """Write a Darwin Core Archive of a project (atomic); returns the occurrences written."""
+    from engine.project import now_iso
+
+    path = Path(path)
+    software = _software(project)
+    project_id = project.meta.get("project_id", "")
+    reviews = project.latest_overrides()
+    n = 0
+    tmp = path.with_name(f".{path.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("meta.xml", meta_xml())
+        with zf.open("occurrence.txt", "w") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as fh:
+            fh.write("\t".join(COLUMNS) + "\n")
+            for s in project.iter_specimens(SpecimenFilter(status=["ok", "novel", "pending"])):
+                s["review_user"], s["review_at"] = reviews.get(s["id"], ("", ""))
+                row = occurrence_row(s, project_id, software)
+                fh.write("\t".join(row[c] for c in COLUMNS) + "\n")
+                n += 1
+        zf.writestr("eml.xml", eml_xml(f"BIOSCAN Desktop project {project.path.stem}", software, now_iso()[:10], n))
+    os.replace(tmp, path)
+    return n
+
