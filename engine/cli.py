@@ -112,6 +112,46 @@ def cmd_cluster(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- import / export / report
+def cmd_import(args) -> int:
+    from engine.importer import ImportSettings, import_folders
+
+    settings = ImportSettings(batch_size=args.batch_size, device=args.device)
+    try:
+        rep = import_folders(args.folders, args.project, library=args.library, model=args.model,
+                             settings=settings, progress=_progress(args))
+    except KeyboardInterrupt:
+        print(f"bioscan: import interrupted; committed batches are kept in {args.project}: "
+              f"run the same command again to resume", file=sys.stderr)
+        return 130
+    print(f"imported into {args.project} (run {rep.run_id}): {rep.summary()}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from engine.project import open_project
+
+    with open_project(args.project, readonly=True) as project:
+        if args.format == "dwc":
+            from engine.export.dwc import write_dwca
+            n = write_dwca(project, args.out)
+        else:
+            from engine.export.project_csv import write_project_csv
+            n = write_project_csv(project, args.out)
+    print(f"exported {n} specimens -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from engine.project import open_project
+    from engine.report import write_report
+
+    with open_project(args.project, readonly=True) as project:
+        write_report(project, args.out)
+    print(f"report -> {args.out}", file=sys.stderr)
+    return 0
+
+
 # ---------------------------------------------------------------------------- library
 def cmd_library_build(args) -> int:
     from engine.build import build_library
@@ -273,6 +313,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", "-o", required=True, help="clusters CSV, one row per specimen")
     common(s)
     s.set_defaults(func=cmd_cluster)
+
+    s = sub.add_parser("import", help="import folders of photos, barcode files and metadata into a project")
+    s.add_argument("folders", nargs="+", metavar="FOLDER")
+    s.add_argument("--project", required=True, help="project database (created if missing; re-run to resume)")
+    s.add_argument("--library", help="reference library (default: the bundled one)")
+    s.add_argument("--model", help="DNA model pack (default: the bundled one)")
+    s.add_argument("--batch-size", type=int, default=256, help="barcode records per committed batch (256)")
+    common(s)
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("export", help="export a project's specimens as CSV or a Darwin Core Archive")
+    s.add_argument("--project", required=True)
+    s.add_argument("--format", choices=["csv", "dwc"], default="csv")
+    s.add_argument("--out", "-o", required=True, help="CSV file, or .zip for a Darwin Core Archive")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("report", help="summary report of a project (PDF, PNG or HTML) with charts")
+    s.add_argument("--project", required=True)
+    s.add_argument("--out", "-o", required=True, help="report.pdf, report.png or report.html")
+    s.set_defaults(func=cmd_report)
 
     lib = sub.add_parser("library", help="build or inspect reference libraries").add_subparsers(
         dest="library_command", metavar="ACTION", required=True)
