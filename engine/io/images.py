@@ -7,11 +7,13 @@ with a specific reason (empty, truncated, not an image, unsupported).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from engine.errors import InputFormatError
+from engine.records import Taxonomy
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -58,3 +60,57 @@ def load_photo(path: str | Path):
         raise InputFormatError(f"{path.name}: unreadable image ({msg})") from exc
     except Image.DecompressionBombError as exc:
         raise InputFormatError(f"{path.name}: image too large to open safely ({exc})") from exc
+
+
+@dataclass
+class LabelledPhoto:
+    """A photo named in a labels table (taxonomy may be partial, e.g. order only)."""
+
+    path: Path
+    specimen_id: str
+    taxonomy: Taxonomy
+    label: str = ""  # free-text group label (e.g. "bees") when no rank names it
+
+
+LABEL_FILES = ("labels.tsv", "labels.csv")
+
+
+def find_photos(paths) -> list[Path]:
+    """Photo files named, and photos found recursively in folders named, sorted."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in PHOTO_SUFFIXES
+                              and not f.name.startswith(".")))
+        elif p.suffix.lower() in PHOTO_SUFFIXES:
+            out.append(p)
+    return out
+
+
+def read_photo_labels(source: str | Path) -> list[LabelledPhoto]:
+    """Photos of a labels table (a ``file`` column relative to the table, taxonomy columns).
+
+    ``source`` is the table or a folder holding labels.tsv / labels.csv; the specimen id is
+    the table's id column (processid, sampleid, ...) or else the file's stem.
+    """
+    from engine.io.tables import read_table
+
+    source = Path(source)
+    if source.is_dir():
+        table_path = next((source / n for n in LABEL_FILES if (source / n).is_file()), None)
+        if table_path is None:
+            raise InputFormatError(f"{source}: no {' or '.join(LABEL_FILES)} naming the photos and their taxa")
+    else:
+        table_path = source
+    table = read_table(table_path)
+    if "file" not in table.header:
+        raise InputFormatError(f"{table_path.name}: a photo labels table needs a 'file' column")
+    out = []
+    for line, row in table.rows():
+        if isinstance(row, str):
+            raise InputFormatError(f"{table_path.name}: {row}")
+        tax = Taxonomy(**{rank: row.get(col, "") for rank, col in table.taxonomy_columns.items()})
+        ids = [row.get(c, "") for c in ("processid", "sampleid", "specimen_id") if row.get(c, "")]
+        path = table_path.parent / row["file"]
+        out.append(LabelledPhoto(path, ids[0] if ids else path.stem, tax, row.get("label", "")))
+    return out

@@ -76,3 +76,13 @@ def quantize_dynamic_int8(fp32: str | Path, out: str | Path) -> Path:
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8)
     return out
+
+
+def int8_cosine(fp32: str | Path, int8: str | Path, inputs: Mapping[str, np.ndarray]) -> dict:
+    """Mean and min cosine between the int8 and fp32 models' outputs on the same inputs."""
+    from engine.models.runtime import create_session
+
+    a = create_session(fp32, "cpu").run(None, dict(inputs))[0].reshape(len(next(iter(inputs.values()))), -1)
+    b = create_session(int8, "cpu").run(None, dict(inputs))[0].reshape(a.shape)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).clip(1e-12)
+    return {"mean": round(float(cos.mean()), 4), "min": round(float(cos.min()), 4)}

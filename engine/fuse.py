@@ -1,0 +1,90 @@
+"""One call for a specimen that has both a barcode and a photo.
+
+``fuse(dna, image)`` is a pure function of the two modalities' (Call, [Match]) results.
+How the evidence is combined, rank by rank (order, family, genus, species, BIN):
+
+* both name the same taxon: the calls are treated as independent evidence and their
+  confidences combine as a noisy-OR, 1 - (1 - p_dna)(1 - p_photo);
+* both name taxa and they differ: the barcode's name is kept - a COI barcode resolves
+  taxa far better than a photo and is the reference the photo model was aligned to -
+  but its confidence becomes the posterior that the barcode is the one that is right when
+  exactly one of two independent calls is, p_dna (1 - p_photo) / (p_dna (1 - p_photo) +
+  (1 - p_dna) p_photo); the specimen is flagged ``disagreement`` at the coarsest such
+  rank, which is what a lab mix-up (photo and tube of different specimens) looks like;
+* only the barcode names it: kept as is;
+* only the photo names it: used when there is no usable barcode call, or when the barcode
+  left that rank empty without calling it new (a split vote); never where the barcode
+  says the taxon is absent from the library (novel at or above that rank), and only if
+  it agrees with the ranks already called above it.
+
+So a fused call never drops or changes a name the barcode called; the photo can only add
+ranks the barcode left open, raise or lower confidences, and raise the disagreement flag.
+Matches are the barcode's (the photo's when there is no barcode call).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine.records import RANKS, Call, Match, RankCall
+
+NOVELTY_ORDER = ("order", "family", "genus", "species")
+
+
+@dataclass
+class FusedCall:
+    call: Call
+    matches: list[Match]
+    disagreement: bool = False
+    disagreement_rank: str = ""  # coarsest rank where photo and barcode name different taxa
+    sources: dict[str, str] = field(default_factory=dict)  # rank -> "dna" | "image" | "dna+image"
+
+    @property
+    def flags(self) -> list[str]:
+        return [f"photo_disagrees_at_{self.disagreement_rank}"] if self.disagreement else []
+
+
+def _novel_at(call: Call, rank: str) -> bool:
+    """Whether a call says the specimen's taxon at ``rank`` is absent from the library."""
+    if not call.novel or call.novel_rank not in NOVELTY_ORDER or rank not in NOVELTY_ORDER:
+        return False
+    return NOVELTY_ORDER.index(rank) >= NOVELTY_ORDER.index(call.novel_rank)
+
+
+def fuse(dna: tuple[Call, list[Match]] | None, image: tuple[Call, list[Match]] | None,
+         min_confidence: float = 0.5) -> FusedCall:
+    """Combine a barcode's and a photo's results for the same specimen (either may be None)."""
+    if dna is None and image is None:
+        raise ValueError("fuse needs at least one of a DNA and an image result")
+    if image is None:
+        return FusedCall(dna[0], list(dna[1]), sources={r: "dna" for r in RANKS if dna[0].name(r)})
+    if dna is None:
+        return FusedCall(image[0], list(image[1]), sources={r: "image" for r in RANKS if image[0].name(r)})
+    d, im = dna[0], image[0]
+    ranks: dict[str, RankCall] = {}
+    sources: dict[str, str] = {}
+    disagreement_rank = ""
+    chain_ok = True  # every coarser rank is called in the fused result
+    for rank in RANKS:
+        dn, pd = d.name(rank), d.confidence(rank)
+        iname, pi = im.name(rank), im.confidence(rank)
+        if dn and iname and dn == iname:
+            ranks[rank] = RankCall(rank, dn, 1.0 - (1.0 - pd) * (1.0 - pi))
+            sources[rank] = "dna+image"
+        elif dn and iname:
+            disagreement_rank = disagreement_rank or rank
+            denom = pd * (1.0 - pi) + (1.0 - pd) * pi
+            ranks[rank] = RankCall(rank, dn, pd * (1.0 - pi) / denom if denom > 0 else pd)
+            sources[rank] = "dna"
+        elif dn:
+            ranks[rank] = RankCall(rank, dn, pd)
+            sources[rank] = "dna"
+        elif iname and chain_ok and pi >= min_confidence and not _novel_at(d, rank) \
+                and all(im.name(r) == ranks[r].name for r in RANKS[: RANKS.index(rank)] if ranks[r].name):
+            ranks[rank] = RankCall(rank, iname, pi)
+            sources[rank] = "image"
+        else:
+            ranks[rank] = RankCall(rank, "", pd)
+        if rank != "bin_uri" and not ranks[rank].name:
+            chain_ok = False
+    call = Call(ranks, novel=d.novel, novel_rank=d.novel_rank)
+    return FusedCall(call, list(dna[1]), bool(disagreement_rank), disagreement_rank, sources)

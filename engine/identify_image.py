@@ -1,0 +1,207 @@
+"""Identify specimen photos against a reference library, and add photo references to one.
+
+A photo is embedded by the image pack into the DNA model's space (see engine.train.image),
+then matched against the library's photo references when it has any, else directly
+against its DNA references (cross-modal). Calls stop at family: the photo labels we can
+train and calibrate on name orders and families (ants = Formicidae, bees, order example
+photos), never genera or species, so finer ranks are left empty rather than guessed.
+
+Calibration follows engine.assign (a presence threshold and a logistic confidence per
+rank) but only for order and family:
+
+* photo references: leave-one-out on the library's own photos (``calibrate_photo_library``);
+* DNA references: photos held out of training, matched against the DNA library the pack
+  was aligned to; stored in the pack's manifest (``"calibration"``). A library built with
+  another DNA model has another space, so cross-modal matching refuses it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from engine.assign import Assigner, Candidates, DEFAULT_MIN_CONFIDENCE, _best_threshold, _fit_logistic, vote
+from engine.errors import BioscanError, LibraryError, ModelPackError
+from engine.identify import TOP_K, Identification
+from engine.io.images import LabelledPhoto, load_photo
+from engine.library import ReferenceLibrary, ReferenceRecord
+from engine.progress import ProgressCallback, report
+from engine.records import RANKS, Call, Match, RankCall, Taxonomy
+
+PHOTO_RANKS = ("order", "family")
+CALIBRATION_KEY = "calibration.image"
+_NEVER = -2.0  # below any cosine: the rank is never "absent" (and never called: see _uncalled)
+_UNCALLED = [-10.0, 0.0, 0.0]  # logistic giving ~0 confidence
+
+
+def calibrate_photo_calls(emb: np.ndarray, truth: Sequence[Taxonomy], ref_matrix: np.ndarray,
+                          ref_taxonomy: Sequence[Taxonomy], k: int = TOP_K, exclude_self: bool = False) -> dict:
+    """Assigner calibration for photo calls at order and family, from labelled photos.
+
+    Present: the photo's top score with its taxon in the references; absent: the top score
+    once every reference of its taxon is removed. With ``exclude_self`` the photos are the
+    references themselves (row i = reference i) and each is left out of its own search.
+    """
+    sims = emb @ ref_matrix.T
+    if exclude_self:
+        np.fill_diagonal(sims, -np.inf)
+    names = {r: np.array([t.get(r) for t in ref_taxonomy]) for r in PHOTO_RANKS}
+    present = {r: [] for r in PHOTO_RANKS}
+    absent = {r: [] for r in PHOTO_RANKS}
+    rows = {r: [] for r in PHOTO_RANKS}
+    for q, t in enumerate(truth):
+        s = sims[q]
+        top = np.argsort(-s)[:k]
+        top = top[np.isfinite(s[top])]
+        if not len(top):
+            continue
+        votes = vote(Candidates([ref_taxonomy[c] for c in top], s[top], "similarity"))
+        for r in PHOTO_RANKS:
+            want = t.get(r)
+            if not want:
+                continue
+            rows[r].append((float(s[top[0]]), votes[r][1], float(votes[r][0] == want)))
+            others = names[r] == want
+            if exclude_self:
+                others[q] = False
+            if others.any():
+                present[r].append(float(s[top[0]]))
+            rest = s[~(names[r] == want)]
+            if len(rest):
+                absent[r].append(float(rest.max()))
+    threshold, logistic, rates = {}, {}, {}
+    for r in RANKS:
+        if r in PHOTO_RANKS and rows[r]:
+            t, fa, fp = _best_threshold(np.array(present[r]), np.array(absent[r]))
+            threshold[r] = max(t, _NEVER)
+            v = np.array(rows[r])
+            logistic[r] = _fit_logistic(v[:, :2], v[:, 2].astype(int))
+            rates[r] = {"false_novel": fa, "missed_novel": fp, "n": len(rows[r]),
+                        "top1_vote_accuracy": round(float(v[:, 2].mean()), 4)}
+        else:
+            threshold[r], logistic[r] = _NEVER, list(_UNCALLED)
+    return {"similarity": {"threshold": threshold, "logistic": logistic, "rates": rates},
+            "ranks": list(PHOTO_RANKS), "n_photos": len(truth)}
+
+
+def _photo_call(call: Call) -> Call:
+    """Keep only the ranks photos are calibrated for."""
+    ranks = {r: (call.ranks[r] if r in PHOTO_RANKS else RankCall(r, "", 0.0)) for r in RANKS}
+    novel_rank = call.novel_rank if call.novel_rank in PHOTO_RANKS else ""
+    return Call(ranks, novel=bool(novel_rank), novel_rank=novel_rank)
+
+
+class ImageIdentifier:
+    """Identifies photos (PIL images) against a library; ``match`` is the importer's hook."""
+
+    modality = "image"
+
+    def __init__(self, library: ReferenceLibrary, encoder, k: int = TOP_K,
+                 min_confidence: float = DEFAULT_MIN_CONFIDENCE):
+        self.library, self.encoder, self.k = library, encoder, k
+        if library.count("image"):
+            library.check_encoder(encoder)
+            raw = library.meta.get(CALIBRATION_KEY)
+            if not raw:
+                raise LibraryError(f"{library.path.name}: its photo references are not calibrated "
+                                   "(rebuild with `bioscan library build --images`)")
+            calibration, self.reference_modality = json.loads(raw), "image"
+        else:
+            dna = library.model_for("dna")
+            aligned = encoder.pack.manifest.get("aligned_to", {})
+            if dna is None:
+                raise LibraryError(f"{library.path.name} has neither photo nor DNA references")
+            if aligned.get("sha256") != dna["sha256"]:
+                raise LibraryError(
+                    f"image model {encoder.pack.ident} was aligned to DNA model {aligned.get('name', '?')} "
+                    f"(sha256 {str(aligned.get('sha256', ''))[:12]}…), but {library.path.name} was built with "
+                    f"{dna['name']} (sha256 {dna['sha256'][:12]}…); add photo references with "
+                    "`bioscan library build --images` to identify photos against it")
+            calibration = encoder.pack.manifest.get("calibration")
+            if not calibration:
+                raise ModelPackError(f"image model {encoder.pack.ident} has no calibration for photo calls")
+            self.reference_modality = "dna"
+        self.refs = library.references(self.reference_modality)
+        self.assigner = Assigner(calibration, min_confidence=min_confidence)
+
+    def match(self, images: Sequence, progress: ProgressCallback = None) -> list[tuple[Call, list[Match]]]:
+        """Calls (order and family) and ranked matches for 8-bit RGB PIL images."""
+        if not len(images):
+            return []
+        emb = self.encoder.embed(images, progress=progress)
+        sims, pos = self.library.search(emb, self.k, self.reference_modality)
+        out = []
+        for q in range(len(images)):
+            tax = [self.refs.taxonomy[c] for c in pos[q]]
+            call = _photo_call(self.assigner.assign(Candidates(tax, sims[q], "similarity")))
+            out.append((call, [Match(self.refs.record_ids[c], tax[i], float(sims[q][i])) for i, c in enumerate(pos[q])]))
+        return out
+
+    def identify(self, paths: Sequence[str | Path], progress: ProgressCallback = None) -> list[Identification]:
+        """One Identification (modality "image") per photo file, in order; unreadable files are error rows."""
+        results, images, todo = [], [], []
+        for p in map(Path, paths):
+            try:
+                images.append(load_photo(p))
+                todo.append(len(results))
+                results.append(Identification(p.stem, str(p), "image"))
+            except BioscanError as exc:
+                results.append(Identification(p.stem, str(p), "image", error=str(exc)))
+        for i, (call, matches) in zip(todo, self.match(images, progress)):
+            results[i].call, results[i].matches = call, matches
+        return results
+
+
+def add_photos(library: ReferenceLibrary, photos: Sequence[LabelledPhoto], encoder,
+               progress: ProgressCallback = None, batch: int = 64) -> tuple[int, list[tuple[str, str]]]:
+    """Embed labelled photos (those with at least an order) into the library; recalibrate.
+
+    Returns (added, skipped as (specimen id, reason)).
+    """
+    added, skipped = 0, []
+    usable = []
+    for p in photos:
+        if not p.taxonomy.order:
+            skipped.append((p.specimen_id, "no order in the labels table"))
+        else:
+            usable.append(p)
+    for start in range(0, len(usable), batch):
+        chunk, images = [], []
+        for p in usable[start: start + batch]:
+            try:
+                images.append(load_photo(p.path))
+                chunk.append(p)
+            except BioscanError as exc:
+                skipped.append((p.specimen_id, str(exc)))
+        if chunk:
+            emb = encoder.embed(images)
+            added += library.add((ReferenceRecord(p.specimen_id, p.taxonomy, e, None, source=p.path.name)
+                                  for p, e in zip(chunk, emb)), encoder)
+        report(progress, min(start + batch, len(usable)), len(usable), f"added {added} photo references")
+    if added:
+        calibrate_photo_library(library)
+    return added, skipped
+
+
+def calibrate_photo_library(library: ReferenceLibrary) -> dict:
+    """Leave-one-out calibration of photo calls on the library's photo references."""
+    refs = library.references("image")
+    cal = calibrate_photo_calls(refs.matrix, refs.taxonomy, refs.matrix, refs.taxonomy, exclude_self=True)
+    library._set_meta(**{CALIBRATION_KEY: json.dumps(cal)})
+    return cal
+
+
+def open_image_identifier(library_path: str | Path | None = None, model_path: str | Path | None = None,
+                          device: str = "auto", min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> ImageIdentifier:
+    """An ImageIdentifier over a library (default: the bundled one) with the bundled image pack."""
+    from engine.models.image_encoder import ImageEncoder
+    from engine.models.pack import load_pack
+    from engine.resources import default_library_path, default_model_path
+
+    library = ReferenceLibrary.open(library_path or default_library_path())
+    built_with = library.model_for("image")
+    pack = load_pack(model_path or default_model_path("image"))
+    encoder = ImageEncoder(pack, precision=built_with["precision"] if built_with else "int8", device=device)
+    return ImageIdentifier(library, encoder, min_confidence=min_confidence)

@@ -1,0 +1,58 @@
+"""Specimen photo embeddings with ONNX Runtime (same interface as DnaEncoder)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from engine.errors import ModelPackError
+from engine.models.image_preprocess import ImagePreprocess
+from engine.models.pack import ModelPack, load_pack
+from engine.models.runtime import create_session
+from engine.progress import ProgressCallback, report
+
+
+class ImageEncoder:
+    """Embeds 8-bit RGB PIL images (see engine.io.images.load_photo) into L2-normalised vectors."""
+
+    modality = "image"
+
+    def __init__(self, pack: ModelPack, precision: str = "int8", device: str = "auto", threads: int = 0):
+        if pack.modality != "image":
+            raise ModelPackError(f"model pack {pack.ident} is a {pack.modality} model, not an image model")
+        self.pack = pack
+        self.precision = precision
+        self.model_sha256 = pack.model_file(precision)["sha256"]
+        try:
+            self.preprocess = ImagePreprocess.from_config(pack.preprocessing)
+        except (TypeError, ValueError) as exc:
+            raise ModelPackError(f"model pack {pack.ident}: {exc}") from exc
+        self.session = create_session(pack.model_path(precision), device=device, threads=threads)
+        self.provider = self.session.get_providers()[0]
+
+    @classmethod
+    def from_path(cls, path: str | Path, precision: str = "int8", device: str = "auto") -> "ImageEncoder":
+        return cls(load_pack(path), precision=precision, device=device)
+
+    @property
+    def dim(self) -> int:
+        return self.pack.embedding_dim
+
+    @property
+    def space(self) -> str:
+        """The embedding space the pack was aligned to ("" if none), e.g. a DNA pack's name."""
+        return str(self.pack.manifest.get("aligned_to", {}).get("name", ""))
+
+    def embed_arrays(self, x: np.ndarray) -> np.ndarray:
+        (emb,) = self.session.run([self.pack.output_name], {self.pack.input_name: x})
+        return emb
+
+    def embed(self, images: Sequence, batch_size: int = 32, progress: ProgressCallback = None) -> np.ndarray:
+        """(n, dim) float32 embeddings of PIL images."""
+        out = np.zeros((len(images), self.dim), dtype=np.float32)
+        for start in range(0, len(images), batch_size):
+            chunk = images[start: start + batch_size]
+            out[start: start + len(chunk)] = self.embed_arrays(self.preprocess.batch(chunk))
+            report(progress, start + len(chunk), len(images), "embedding photos")
+        return out

@@ -1,0 +1,68 @@
+"""Photo -> model input, the one function both training and inference use.
+
+The transform is described by a config dict that is written into the image model pack's
+manifest (``"preprocessing": {"kind": "image", ...}``) and read back by the encoder, so a
+pack always sees its photos exactly as it saw them in training::
+
+    {"kind": "image", "size": 224, "resize": "shorter", "crop": "center",
+     "resample": "bilinear", "offset": 127.0, "scale": 128.0, "layout": "NCHW", "channels": "RGB"}
+
+Steps: 8-bit RGB (engine.io.images.load_photo) -> shorter side resized to ``size`` ->
+centre crop ``size`` x ``size`` -> float32 (x - offset) / scale (EfficientNet-Lite's
+scaling: [-0.99, 1]) -> channels first. Training augments the PIL image *before* this
+(random crops, flips, colour), never after, so the numeric path is the same.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+KIND = "image"
+_RESAMPLE = {"bilinear": 2, "bicubic": 3, "lanczos": 1}  # PIL.Image.Resampling values
+
+
+@dataclass(frozen=True)
+class ImagePreprocess:
+    size: int = 224
+    resize: str = "shorter"
+    crop: str = "center"
+    resample: str = "bilinear"
+    offset: float = 127.0
+    scale: float = 128.0
+    layout: str = "NCHW"
+    channels: str = "RGB"
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ImagePreprocess":
+        if config.get("kind") != KIND:
+            raise ValueError(f"not an image preprocessing config: {config!r}")
+        fields = {k: v for k, v in config.items() if k != "kind"}
+        pre = cls(**fields)
+        if pre.resize != "shorter" or pre.crop != "center" or pre.layout != "NCHW" or pre.channels != "RGB":
+            raise ValueError(f"unsupported image preprocessing: {config!r}")
+        if pre.resample not in _RESAMPLE:
+            raise ValueError(f"unsupported resampling {pre.resample!r}")
+        return pre
+
+    def config(self) -> dict:
+        return {"kind": KIND, **asdict(self)}
+
+    def to_array(self, image) -> np.ndarray:
+        """One 8-bit RGB PIL image -> (3, size, size) float32."""
+        w, h = image.size
+        s = self.size / min(w, h)
+        nw, nh = max(self.size, round(w * s)), max(self.size, round(h * s))
+        img = image.convert("RGB").resize((nw, nh), resample=_RESAMPLE[self.resample])
+        left, top = (nw - self.size) // 2, (nh - self.size) // 2
+        img = img.crop((left, top, left + self.size, top + self.size))
+        a = (np.asarray(img, dtype=np.float32) - self.offset) / self.scale
+        return np.ascontiguousarray(a.transpose(2, 0, 1))
+
+    def batch(self, images: Sequence) -> np.ndarray:
+        """(n, 3, size, size) float32 for a list of 8-bit RGB PIL images."""
+        out = np.empty((len(images), 3, self.size, self.size), dtype=np.float32)
+        for i, img in enumerate(images):
+            out[i] = self.to_array(img)
+        return out

@@ -1,0 +1,317 @@
+"""`bioscan train image`: fine-tune the photo encoder into the DNA embedding space.
+
+Recipe (CPU-cheap: 2 cores, minutes):
+
+* Backbone: ImageNet-pretrained EfficientNet-Lite0; stem and MBConv blocks frozen, their
+  output cached once per photo and augmented view; the head convolution and a projection
+  to the DNA model's 256-d space are trained.
+* Taxonomy bridge: there are no photo+barcode pairs of the same specimen in our data, so a
+  labelled photo is pulled towards the *DNA prototype* of its taxon - the normalised mean
+  DNA embedding of the reference library's records of that family (or group of families,
+  e.g. "bees", or order when only the order is known) - with an InfoNCE loss against every
+  family and order prototype (CLIP with a fixed DNA side).
+* True pairs, when a caller has them: the symmetric CLIP loss on (photo, barcode embedding)
+  pairs of the same specimen (engine.train.image_model.clip_loss), as in BIOSCAN-CLIP.
+* Unlabelled specimen photos: two augmented views of a photo should embed alike (NT-Xent).
+
+Every photo goes through engine.models.image_preprocess.ImagePreprocess.to_array - the
+function the ONNX encoder uses at inference - after PIL-level augmentation. The pack's
+manifest records that config and the DNA model the space is aligned to.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from engine.io.images import LabelledPhoto, load_photo
+from engine.models.image_preprocess import ImagePreprocess
+from engine.models.pack import write_manifest
+
+PACK_NAME = "bioscan-image-effnetlite0"
+# Groups a labels table may name instead of a family: the families they consist of.
+GROUP_FAMILIES = {
+    "bees": ("Andrenidae", "Apidae", "Colletidae", "Halictidae", "Megachilidae", "Melittidae", "Stenotritidae"),
+}
+
+
+@dataclass
+class Prototypes:
+    """Unit-length DNA prototypes of taxa: names like "family:Formicidae", "order:Diptera", "group:bees"."""
+
+    names: list[str]
+    matrix: np.ndarray  # (n, dim) float32
+    taxonomy: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (order, family)
+
+    def index(self, name: str) -> int | None:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            return None
+
+
+def dna_prototypes(matrix: np.ndarray, taxonomy: Sequence, min_records: int = 3) -> Prototypes:
+    """Mean DNA embedding (re-normalised) of every family, order and group with enough records."""
+    groups: dict[str, list[int]] = {}
+    tax: dict[str, tuple[str, str]] = {}
+    for i, t in enumerate(taxonomy):
+        if t.family:
+            groups.setdefault(f"family:{t.family}", []).append(i)
+            tax[f"family:{t.family}"] = (t.order, t.family)
+        if t.order:
+            groups.setdefault(f"order:{t.order}", []).append(i)
+            tax[f"order:{t.order}"] = (t.order, "")
+        for group, families in GROUP_FAMILIES.items():
+            if t.family in families:
+                groups.setdefault(f"group:{group}", []).append(i)
+                tax[f"group:{group}"] = (t.order, "")
+    names = sorted(n for n, rows in groups.items() if len(rows) >= min_records)
+    m = np.stack([matrix[groups[n]].mean(axis=0) for n in names]).astype(np.float32)
+    m /= np.linalg.norm(m, axis=1, keepdims=True).clip(1e-12)
+    return Prototypes(names, m, {n: tax[n] for n in names})
+
+
+def photo_target(photo: LabelledPhoto, protos: Prototypes) -> int | None:
+    """The prototype a labelled photo is trained towards: its family, group, else order."""
+    for name in (f"family:{photo.taxonomy.family}" if photo.taxonomy.family else "",
+                 f"group:{photo.label}" if photo.label else "",
+                 f"order:{photo.taxonomy.order}" if photo.taxonomy.order else ""):
+        if name and (i := protos.index(name)) is not None:
+            return i
+    return None
+
+
+def split_photos(photos: Sequence[LabelledPhoto], seed: int = 0, calibration_fraction: float = 0.15):
+    """(train, calibration, held_out): the source's own ``val_`` photos are held out for the
+    benchmark; a seeded share of the other labelled photos calibrates the calls."""
+    rng = np.random.default_rng(seed)
+    train, calib, held = [], [], []
+    for p in photos:
+        if p.path.name.startswith("val_"):
+            held.append(p)
+        elif (p.taxonomy.family or p.label in GROUP_FAMILIES) and rng.random() < calibration_fraction:
+            calib.append(p)
+        else:
+            train.append(p)
+    return train, calib, held
+
+
+def augment(img, rng: np.random.Generator):
+    """A random view: crop of 45-100 % of the area, flips, quarter turns, colour jitter."""
+    from PIL import Image, ImageEnhance
+
+    w, h = img.size
+    area = w * h * rng.uniform(0.45, 1.0)
+    ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    cw, ch = min(w, int(round(np.sqrt(area * ratio)))), min(h, int(round(np.sqrt(area / ratio))))
+    x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    img = img.crop((x, y, x + cw, y + ch))
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    if rng.random() < 0.25:
+        img = img.transpose(Image.Transpose.ROTATE_90)
+    for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+        img = enhancer(img).enhance(float(rng.uniform(0.75, 1.25)))
+    return img
+
+
+def _as_image(item):
+    return load_photo(item) if isinstance(item, (str, Path)) else item
+
+
+def trunk_features(model, images: Sequence, pre: ImagePreprocess, views: int, rng: np.random.Generator,
+                   batch: int = 32, log: Callable[[str], None] = print):
+    """(n, 1 + views, C, h, w) float16 cached trunk outputs: view 0 is the plain photo."""
+    import torch
+
+    cached = []
+    t0 = time.time()
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            imgs = [_as_image(x) for x in images[start: start + batch]]
+            arrays = [[pre.to_array(img)] + [pre.to_array(augment(img, rng)) for _ in range(views)] for img in imgs]
+            x = torch.from_numpy(np.stack(arrays).reshape(-1, 3, pre.size, pre.size))
+            f = model.trunk(x)
+            cached.append(f.reshape(len(imgs), 1 + views, *f.shape[1:]).half())
+            if start // batch % 5 == 0:
+                log(f"  backbone features {min(start + batch, len(images))}/{len(images)} ({time.time() - t0:.0f} s)")
+    return torch.cat(cached)
+
+
+def train_image(
+    photos: Sequence[LabelledPhoto],
+    prototypes: Prototypes,
+    out_dir: str | Path,
+    aligned_to: dict,
+    pairs: Sequence[tuple[object, np.ndarray]] = (),
+    epochs: int = 30,
+    views: int = 3,
+    size: int = 224,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    threads: int = 0,
+    version: str = "1.0.0",
+    calibration_photos: Sequence[LabelledPhoto] = (),
+    references=None,
+    data_summary: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train the photo encoder and write a model pack (fp32 + int8 ONNX).
+
+    ``photos`` with a taxon in ``prototypes`` are trained towards it, the rest only by view
+    consistency; ``pairs`` are (photo or path, DNA embedding) of the same specimen (CLIP
+    loss). ``aligned_to`` names the DNA model whose space this is (its library identity).
+    ``calibration_photos`` (unseen in training) calibrate photo calls against
+    ``references`` (the DNA references the prototypes came from); the result goes into the
+    manifest, for libraries without photo references.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from engine.train.export import export_onnx, int8_cosine, quantize_static_int8
+    from engine.train.image_model import (BACKBONE, BACKBONE_LICENSE, ImageEmbedder, clip_loss,
+                                          pretrained_backbone, prototype_loss, view_consistency_loss)
+
+    t0 = time.time()
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pre = ImagePreprocess(size=size)
+    model = ImageEmbedder(pretrained_backbone(), out_dim=prototypes.matrix.shape[1])
+    model.eval()  # frozen trunk: batch-norm running statistics stay ImageNet's
+
+    targets = [photo_target(p, prototypes) for p in photos]
+    labelled = [i for i, t in enumerate(targets) if t is not None]
+    log(f"{len(photos)} photos ({len(labelled)} with a DNA prototype), {len(pairs)} photo+barcode pairs")
+    feats = trunk_features(model, [p.path for p in photos], pre, views, rng, log=log)
+    y = torch.tensor([t if t is not None else -1 for t in targets])
+    protos = torch.from_numpy(prototypes.matrix)
+    pair_feats = trunk_features(model, [p for p, _ in pairs], pre, views, rng, log=log) if pairs else None
+    pair_dna = torch.from_numpy(np.stack([e for _, e in pairs]).astype(np.float32)) if pairs else None
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-4)
+    n_lab = torch.tensor(labelled, dtype=torch.long)
+    n_all = len(photos)
+    steps_per_epoch = max(1, (max(len(labelled), len(pairs)) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.1)
+
+    def pick_view(f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        v = torch.randint(0, f.shape[1], (len(idx),))
+        return f[idx, v].float()
+
+    # the head conv + bn train; everything else keeps eval behaviour
+    model.backbone._bn1.train()
+    losses = []
+    for epoch in range(epochs):
+        total = 0.0
+        perm = n_lab[torch.randperm(len(n_lab))] if len(n_lab) else n_lab
+        pair_perm = torch.randperm(len(pairs)) if pairs else None
+        for s in range(steps_per_epoch):
+            loss = torch.zeros(())
+            idx = perm[s * batch_size: (s + 1) * batch_size]
+            if len(idx):
+                loss = loss + prototype_loss(model.top(pick_view(feats, idx)), protos, y[idx])
+            if pairs:
+                pidx = pair_perm[s * batch_size: (s + 1) * batch_size]
+                if len(pidx) > 1:
+                    loss = loss + clip_loss(model.top(pick_view(pair_feats, pidx)), pair_dna[pidx])
+            if views >= 2 and n_all > 1:
+                uidx = torch.randperm(n_all)[:batch_size]
+                v = torch.stack([torch.randperm(views)[:2] + 1 for _ in uidx])
+                a = model.top(feats[uidx, v[:, 0]].float())
+                b = model.top(feats[uidx, v[:, 1]].float())
+                loss = loss + 0.5 * view_consistency_loss(a, b)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        losses.append(total / steps_per_epoch)
+        if epoch % 5 == 0 or epoch == epochs - 1:
+            log(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.3f}")
+    model.eval()
+    train_seconds = time.time() - t0
+
+    example = torch.from_numpy(pre.batch([load_photo(photos[0].path), load_photo(photos[-1].path)]))
+    fp32 = export_onnx(model, example, out / "model.fp32.onnx", "image", "unit_embedding", {0: "batch"})
+    calib_idx = rng.choice(len(photos), size=min(96, len(photos)), replace=False)
+    calib_arrays = pre.batch([load_photo(photos[i].path) for i in calib_idx])
+    quantize_static_int8(fp32, out / "model.int8.onnx", "image",
+                         [calib_arrays[s: s + 16] for s in range(0, len(calib_arrays), 16)])
+    agreement = int8_cosine(fp32, out / "model.int8.onnx", {"image": calib_arrays[:48]})
+    log(f"int8 vs fp32 cosine: mean {agreement['mean']:.4f}, min {agreement['min']:.4f}")
+
+    manifest = {
+        "name": PACK_NAME,
+        "version": version,
+        "modality": "image",
+        "embedding_dim": int(prototypes.matrix.shape[1]),
+        "files": [{"path": "model.int8.onnx", "precision": "int8"}, {"path": "model.fp32.onnx", "precision": "fp32"}],
+        "input": {"name": "image", "dtype": "float32", "shape": ["batch", 3, size, size]},
+        "output": {"name": "unit_embedding", "normalized": True},
+        "preprocessing": pre.config(),
+        "architecture": {"class": "ImageEmbedder", "backbone": BACKBONE, "trained": "conv_head, bn1, projection",
+                         "out_dim": int(prototypes.matrix.shape[1])},
+        "aligned_to": aligned_to,
+        "training": {
+            "loss": "InfoNCE to DNA taxon prototypes (T 0.07) + CLIP on true pairs + 0.5 x NT-Xent of views",
+            "epochs": epochs, "views": views, "batch_size": batch_size, "lr": lr, "seed": seed,
+            "photos": len(photos), "labelled_photos": len(labelled), "pairs": len(pairs),
+            "prototypes": len(prototypes.names),
+            "final_loss": round(losses[-1], 4) if losses else None,
+            "seconds": round(train_seconds),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+            "int8_cosine_to_fp32": agreement,
+            **(data_summary or {}),
+        },
+        "license": f"MIT for the trained head; backbone: {BACKBONE_LICENSE}",
+    }
+    pack = write_manifest(out, manifest)
+    if calibration_photos and references is not None:
+        from engine.identify_image import calibrate_photo_calls
+        from engine.models.image_encoder import ImageEncoder
+
+        encoder = ImageEncoder(pack, precision="int8", device="cpu")
+        emb = encoder.embed([load_photo(p.path) for p in calibration_photos])
+        manifest["calibration"] = calibrate_photo_calls(
+            emb, [p.taxonomy for p in calibration_photos], references.matrix, references.taxonomy)
+        manifest["calibration"]["references"] = "dna"
+        pack = write_manifest(out, manifest)
+    return pack.path
+
+
+def train_image_from_folders(image_sources: Sequence[str | Path], library_path: str | Path, out_dir: str | Path,
+                             log: Callable[[str], None] = print, **kwargs) -> Path:
+    """Read labels tables, build DNA prototypes from a library, hold out and calibrate, train.
+
+    The library's DNA model defines the space; the pack records it under ``aligned_to``
+    so that photo-to-DNA matching refuses libraries embedded by any other model.
+    """
+    from engine.errors import LibraryError
+    from engine.io.images import read_photo_labels
+    from engine.library import ReferenceLibrary
+
+    library = ReferenceLibrary.open(library_path)
+    dna_model = library.model_for("dna")
+    if dna_model is None:
+        raise LibraryError(f"{Path(library_path).name} has no DNA references to align photos to")
+    refs = library.references("dna")
+    protos = dna_prototypes(refs.matrix, refs.taxonomy)
+    photos = [p for src in image_sources for p in read_photo_labels(src)]
+    train, calib, held = split_photos(photos, seed=kwargs.get("seed", 0))
+    log(f"{len(train)} training photos, {len(calib)} for calibration, {len(held)} held out (val_*)")
+    summary = {"sources": [Path(s).name for s in image_sources], "held_out_photos": len(held),
+               "calibration_photos": len(calib), "library": library.meta.get("name", "")}
+    return train_image(train, protos, out_dir, aligned_to=dict(dna_model), calibration_photos=calib,
+                       references=refs, data_summary=summary, log=log, **kwargs)

@@ -1,0 +1,183 @@
+"""Photo preprocessing, the image encoder pack, training into the DNA space, photo identification."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine.errors import LibraryError, ModelPackError
+from engine.models.image_preprocess import ImagePreprocess
+from tests.synthetic_photos import make_photo, write_photo_folder
+
+SIZE = 64  # tests train at 64 px: the pipeline is the same, the backbone 12x cheaper than at 224
+
+
+def test_preprocess_resizes_the_shorter_side_crops_the_centre_and_scales_like_efficientnet_lite():
+    from PIL import Image
+
+    a = np.zeros((40, 120, 3), dtype=np.uint8)
+    a[:, :40] = 255  # a white band at the left third, cut off by the centre crop
+    a[:, 40:80] = (127, 255, 0)
+    pre = ImagePreprocess(size=20)
+    x = pre.to_array(Image.fromarray(a, "RGB"))
+    assert x.shape == (3, 20, 20) and x.dtype == np.float32
+    assert np.allclose(x[:, :, 2:-2].mean(axis=(1, 2)), [0.0, 1.0, -127 / 128], atol=0.02)
+    assert pre.batch([Image.fromarray(a, "RGB")] * 3).shape == (3, 3, 20, 20)
+
+
+def test_preprocess_config_round_trips_and_rejects_other_kinds():
+    pre = ImagePreprocess(size=96)
+    cfg = pre.config()
+    assert cfg["kind"] == "image" and cfg["offset"] == 127.0 and cfg["scale"] == 128.0
+    assert ImagePreprocess.from_config(json.loads(json.dumps(cfg))) == pre
+    with pytest.raises(ValueError):
+        ImagePreprocess.from_config({"kind": "dna-kmer", "k": 6, "max_len": 720})
+    with pytest.raises(ValueError):
+        ImagePreprocess.from_config(dict(cfg, crop="random"))
+
+
+def test_augmented_views_differ_but_keep_the_model_input_shape():
+    from engine.train.image import augment
+
+    rng = np.random.default_rng(0)
+    img = make_photo("Synthidae0", rng)
+    pre = ImagePreprocess(size=32)
+    views = [pre.to_array(augment(img, rng)) for _ in range(3)]
+    assert all(v.shape == (3, 32, 32) for v in views)
+    assert not np.allclose(views[0], views[1])
+
+
+def test_clip_loss_is_lowest_for_matched_pairs():
+    torch = pytest.importorskip("torch")
+    from engine.train.image_model import clip_loss
+
+    torch.manual_seed(0)
+    dna = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
+    shuffled = dna[torch.randperm(8)]
+    assert clip_loss(dna, dna, 0.1) < clip_loss(shuffled, dna, 0.1)
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    return write_photo_folder(tmp_path_factory.mktemp("photos") / "synthetic", per_family=10, held_out=3)
+
+
+@pytest.fixture(scope="module")
+def trained_pack(tmp_path_factory, tiny_library, photo_folder):
+    """An image pack trained on synthetic photos into the tiny DNA library's space; records
+    which code turned photos into arrays during training."""
+    pytest.importorskip("torch", reason="needs the [train] extra")
+    pytest.importorskip("efficientnet_lite_pytorch", reason="needs the [train] extra")
+    from engine.models import image_preprocess
+    from engine.train.image import train_image_from_folders
+
+    calls = []
+    original = image_preprocess.ImagePreprocess.to_array
+
+    def spy(self, image):
+        calls.append(self.config())
+        return original(self, image)
+
+    image_preprocess.ImagePreprocess.to_array = spy
+    try:
+        out = tmp_path_factory.mktemp("imgpack") / "tiny-image"
+        pack = train_image_from_folders([photo_folder], tiny_library, out, epochs=12, views=2, size=SIZE,
+                                        batch_size=16, lr=3e-3, log=lambda m: None)
+    finally:
+        image_preprocess.ImagePreprocess.to_array = original
+    return pack, calls
+
+
+def test_training_and_inference_use_the_same_preprocessing(trained_pack, photo_folder):
+    from engine.io.images import load_photo
+    from engine.models.image_encoder import ImageEncoder
+    from engine.models.pack import load_pack
+
+    pack_dir, training_calls = trained_pack
+    pack = load_pack(pack_dir)
+    assert pack.preprocessing == ImagePreprocess(size=SIZE).config()
+    assert training_calls and all(c == pack.preprocessing for c in training_calls)
+    enc = ImageEncoder(pack, precision="fp32", device="cpu")
+    assert enc.preprocess == ImagePreprocess(size=SIZE)
+    img = load_photo(next(photo_folder.glob("val_*.jpg")))
+    direct = enc.embed_arrays(ImagePreprocess.from_config(pack.preprocessing).batch([img]))
+    assert np.allclose(enc.embed([img]), direct, atol=1e-6)
+
+
+def test_pack_manifest_records_alignment_calibration_and_int8(trained_pack, tiny_library):
+    from engine.library import ReferenceLibrary
+    from engine.models.image_encoder import ImageEncoder
+    from engine.models.pack import load_pack
+
+    pack = load_pack(trained_pack[0])
+    assert pack.modality == "image" and pack.embedding_dim == 256
+    assert pack.manifest["aligned_to"]["sha256"] == ReferenceLibrary.open(tiny_library).model_for("dna")["sha256"]
+    assert pack.manifest["calibration"]["ranks"] == ["order", "family"]
+    assert {f["precision"] for f in pack.files} == {"int8", "fp32"}
+    assert pack.manifest["training"]["int8_cosine_to_fp32"]["mean"] > 0.95
+    emb = ImageEncoder(pack, device="cpu").embed([make_photo("Synthidae1", np.random.default_rng(5))])
+    assert emb.shape == (1, 256) and np.linalg.norm(emb[0]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_held_out_photos_are_identified_to_family_against_dna_references(trained_pack, tiny_library, photo_folder):
+    from engine.identify_image import open_image_identifier
+
+    ident = open_image_identifier(tiny_library, trained_pack[0], device="cpu")
+    assert ident.reference_modality == "dna"
+    held = sorted(photo_folder.glob("val_*.jpg"))
+    results = ident.identify(held + [photo_folder / "labels.tsv"])
+    assert results[-1].status == "error" and "not an image" in results[-1].error
+    correct = sum(r.matches[0].taxonomy.family == r.specimen_id.split("_")[1] for r in results[:-1])
+    assert correct >= len(held) - 1, f"{correct}/{len(held)} held-out photos nearest to their family's barcodes"
+    for r in results[:-1]:
+        row = r.as_row()
+        assert row["modality"] == "image" and row["genus"] == "" and row["species"] == ""
+        assert row["order"] in ("", "Synthoptera")
+
+
+def test_photo_references_in_a_library_are_calibrated_and_searched(trained_pack, tiny_library, photo_folder, tmp_path):
+    import shutil
+
+    from engine.identify_image import CALIBRATION_KEY, add_photos, open_image_identifier
+    from engine.io.images import read_photo_labels
+    from engine.library import ReferenceLibrary
+    from engine.models.image_encoder import ImageEncoder
+
+    lib_path = tmp_path / "with-photos.db"
+    shutil.copy(tiny_library, lib_path)
+    lib = ReferenceLibrary.open_writable(lib_path)
+    photos = [p for p in read_photo_labels(photo_folder) if not p.path.name.startswith("val_")]
+    added, skipped = add_photos(lib, photos, ImageEncoder.from_path(trained_pack[0], device="cpu"))
+    assert added == len(photos) and skipped == []
+    assert lib.count("image") == len(photos)
+    cal = json.loads(lib.meta[CALIBRATION_KEY])
+    assert cal["n_photos"] == len(photos) and "family" in cal["similarity"]["rates"]
+
+    ident = open_image_identifier(lib_path, trained_pack[0], device="cpu")
+    assert ident.reference_modality == "image"
+    held = sorted(photo_folder.glob("val_*.jpg"))
+    results = ident.identify(held)
+    assert sum(r.matches[0].taxonomy.family == r.specimen_id.split("_")[1] for r in results) >= len(held) - 1
+
+
+def test_cross_modal_matching_refuses_a_library_of_another_dna_model(trained_pack, tiny_library, tmp_path):
+    import shutil
+
+    from engine.identify_image import open_image_identifier
+    from engine.library import ReferenceLibrary
+
+    other = tmp_path / "other.db"
+    shutil.copy(tiny_library, other)
+    lib = ReferenceLibrary.open_writable(other)
+    model = lib.model_for("dna")
+    lib._set_meta(**{"model.dna": json.dumps(dict(model, sha256="0" * 64))})
+    with pytest.raises(LibraryError, match="aligned to DNA model"):
+        open_image_identifier(other, trained_pack[0], device="cpu")
+
+
+def test_a_dna_pack_is_not_an_image_encoder(tiny_dna_pack):
+    from engine.models.image_encoder import ImageEncoder
+
+    with pytest.raises(ModelPackError, match="not an image model"):
+        ImageEncoder.from_path(tiny_dna_pack)
