@@ -1,0 +1,133 @@
+"""`bioscan import` -> `bioscan export` (CSV, Darwin Core Archive) and `bioscan report`, through the CLI."""
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+from PIL import Image
+
+from engine.cli import main
+from engine.export.dwc import COLUMNS as DWC_COLUMNS
+from engine.identify import RESULT_COLUMNS
+from engine.project import open_project
+from tests.synthetic import write_fasta, write_tsv
+
+DWC_TEXT = "{http://rs.tdwg.org/dwc/text/}"
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory, synthetic_split, tiny_library, tiny_dna_pack):
+    _, known, novel = synthetic_split
+    d = tmp_path_factory.mktemp("export")
+    src = d / "in"
+    src.mkdir()
+    write_tsv(src / "known.tsv", known)
+    evil = type(novel[0])("=HYPERLINK(\"http://x\")", novel[0].sequence, "", novel[0].taxonomy)
+    write_fasta(src / "novel.fasta", novel[1:] + [evil])
+    (src / "broken.fasta").write_text(">bad\nMKVLEEFQPRSTW\n")
+    Image.new("RGB", (32, 32), (9, 9, 9)).save(src / f"{known[0].specimen_id}.jpg")
+    project = d / "p.db"
+    assert main(["import", str(src), "--project", str(project), "--library", str(tiny_library),
+                 "--model", str(tiny_dna_pack), "--device", "cpu", "-q"]) == 0
+    with open_project(project) as p:
+        p.annotate(p.specimen_id(known[1].specimen_id), "override", user="Dr. Ana",
+                   taxonomy={"species": "Genus9 species9", "genus": "Genus9"})
+    return project, known, novel
+
+
+def test_csv_export_has_identify_columns_photos_and_is_formula_safe(imported, tmp_path):
+    project, known, novel = imported
+    out = tmp_path / "out.csv"
+    assert main(["export", "--project", str(project), "--format", "csv", "--out", str(out)]) == 0
+    with open(out, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        rows = {r["specimen_id"]: r for r in reader}
+    assert reader.fieldnames[:len(RESULT_COLUMNS)] == RESULT_COLUMNS and "photo_paths" in reader.fieldnames
+    assert len(rows) == len(known) + len(novel) + 1  # + the broken record
+    k0 = rows[known[0].specimen_id]
+    assert k0["status"] == "ok" and k0["species"] == known[0].taxonomy.species
+    assert k0["photo_paths"].endswith(f"{known[0].specimen_id}.jpg") and k0["source_file"].endswith("known.tsv")
+    assert float(k0["identity"]) > 0.97 and 0 < float(k0["species_confidence"]) <= 1
+    assert rows[novel[1].specimen_id]["status"] == "novel" and rows[novel[1].specimen_id]["novel"] == "true"
+    assert rows["bad"]["status"] == "error" and "not a DNA sequence" in rows["bad"]["error"]
+    assert "'=HYPERLINK(\"http://x\")" in rows  # neutralised, not a formula
+    over = rows[known[1].specimen_id]
+    assert over["review"] == "overridden" and over["reviewed_species"] == "Genus9 species9"
+    assert over["species"] == known[1].taxonomy.species  # the machine call is exported unchanged
+
+
+def test_dwc_archive_is_structurally_valid(imported, tmp_path):
+    project, known, novel = imported
+    out = tmp_path / "dwca.zip"
+    assert main(["export", "--project", str(project), "--format", "dwc", "--out", str(out)]) == 0
+    with zipfile.ZipFile(out) as zf:
+        assert sorted(zf.namelist()) == ["eml.xml", "meta.xml", "occurrence.txt"]
+        meta = ET.fromstring(zf.read("meta.xml"))
+        eml = ET.fromstring(zf.read("eml.xml"))
+        lines = zf.read("occurrence.txt").decode("utf-8").split("\n")
+    core = meta.find(f"{DWC_TEXT}core")
+    assert core.get("rowType") == "http://rs.tdwg.org/dwc/terms/Occurrence"
+    assert core.find(f"{DWC_TEXT}files/{DWC_TEXT}location").text == "occurrence.txt"
+    assert core.get("fieldsTerminatedBy") == "\\t" and core.get("ignoreHeaderLines") == "1"
+    fields = {int(f.get("index")): f.get("term").rsplit("/", 1)[1] for f in core.findall(f"{DWC_TEXT}field")}
+    header = lines[0].split("\t")
+    assert [fields[i] for i in range(len(fields))] == header == DWC_COLUMNS
+    id_index = int(core.find(f"{DWC_TEXT}id").get("index"))
+    assert header[id_index] == "occurrenceID"
+    for term in ("occurrenceID", "basisOfRecord", "scientificName", "taxonRank", "kingdom", "phylum", "class",
+                 "order", "family", "genus", "identificationQualifier", "identifiedBy", "dateIdentified",
+                 "associatedSequences", "identificationRemarks"):
+        assert term in header
+    rows = [dict(zip(header, line.split("\t"))) for line in lines[1:] if line]
+    assert all(len(line.split("\t")) == len(header) for line in lines[1:] if line)
+    assert len(rows) == len(known) + len(novel)  # the error-only specimen is not an occurrence
+    assert len({r["occurrenceID"] for r in rows}) == len(rows)
+    by_cat = {r["catalogNumber"]: r for r in rows}
+    r0 = by_cat[known[0].specimen_id]
+    assert (r0["scientificName"], r0["taxonRank"], r0["kingdom"]) == (known[0].taxonomy.species, "species", "Animalia")
+    assert r0["identifiedBy"].startswith("BIOSCAN Desktop ") and r0["dateIdentified"][:2] == "20"
+    assert r0["associatedSequences"] == f"known.tsv#{known[0].specimen_id}" and r0["associatedMedia"].endswith(".jpg")
+    rn = by_cat[novel[1].specimen_id]
+    assert (rn["taxonRank"], rn["scientificName"], rn["identificationQualifier"]) == (
+        "genus", novel[1].taxonomy.genus, "aff.")
+    assert "possibly new at rank species" in rn["identificationRemarks"]
+    ro = by_cat[known[1].specimen_id]
+    assert (ro["scientificName"], ro["identifiedBy"], ro["specificEpithet"]) == ("Genus9 species9", "Dr. Ana", "species9")
+    assert ro["identificationVerificationStatus"] == "verified by expert"
+    assert eml.find("dataset/title").text and eml.find("dataset/pubDate").text
+
+
+@pytest.mark.parametrize("suffix,magic", [(".pdf", b"%PDF"), (".png", b"\x89PNG"), (".html", b"<!doctype html>")])
+def test_report_formats(imported, tmp_path, suffix, magic):
+    project, known, novel = imported
+    out = tmp_path / f"report{suffix}"
+    assert main(["report", "--project", str(project), "--out", str(out)]) == 0
+    data = out.read_bytes()
+    assert data.startswith(magic) and len(data) > 2000
+    if suffix == ".html":
+        text = data.decode("utf-8")
+        assert "Synthoptera" in text and f"Novel specimens ({len(novel)})" in text
+        assert "not a DNA sequence" in text and '=HYPERLINK(&quot;http://x&quot;)' in text  # escaped
+
+
+def test_report_data_counts(imported):
+    from engine.report import collect, error_kind
+
+    project, known, novel = imported
+    with open_project(project, readonly=True) as p:
+        data = collect(p)
+    assert data.status == {"ok": len(known), "novel": len(novel), "error": 1, "pending": 0}
+    assert data.orders == [("Synthoptera", len(known) + len(novel)), ("(uncalled)", 1)]
+    assert sum(n for _, n in data.families) == len(known) + len(novel) + 1
+    assert [s["specimen_key"] for s in data.novel] and all(s["status"] == "novel" for s in data.novel)
+    assert data.error_kinds == [("QC: not a DNA sequence", 1)]
+    assert error_kind("x y.jpg: truncated or damaged image (broken data stream)") == "truncated or damaged image"
+
+
+def test_report_refuses_unknown_format(imported, tmp_path, capsys):
+    project, _, _ = imported
+    assert main(["report", "--project", str(project), "--out", str(tmp_path / "r.docx")]) == 1
+    assert "a report is .pdf, .png or .html" in capsys.readouterr().err
