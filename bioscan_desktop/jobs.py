@@ -1,0 +1,221 @@
+"""Work the GUI runs in background tasks (bioscan_desktop.workers.Task): engine calls only.
+
+Qt-free. Each job opens its own connection to the project (read-only unless it writes),
+so no SQLite connection is shared between threads.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from engine.progress import ProgressCallback, report
+from engine.project import CALL_RANKS, SPECIMEN_LIST_COLUMNS, SpecimenFilter, TaxonNode, open_project
+
+from bioscan_desktop.settings import Settings
+
+PAGE = 5000
+
+
+def iter_specimens(project, flt: SpecimenFilter | None = None, progress: ProgressCallback = None,
+                   total: int | None = None):
+    """Every specimen row matching a filter, fetched page by page."""
+    total = project.count_specimens(flt) if total is None else total
+    offset = 0
+    while True:
+        rows = project.list_specimens(flt, sort="id", offset=offset, limit=PAGE)
+        if not rows:
+            return
+        yield from rows
+        offset += len(rows)
+        report(progress, offset, total, "reading specimens")
+
+
+# ------------------------------------------------------------------------------ set-up facts
+@dataclass
+class SetupInfo:
+    """What the status bar and About dialog show about the engine set-up."""
+
+    device: str = ""
+    dna_model: str = ""  # ident, e.g. bioscan-dna-cnn@1.0.0 (int8)
+    dna_model_sha256: str = ""
+    dna_model_path: str = ""
+    library: str = ""  # name and size
+    library_id: str = ""
+    library_path: str = ""
+    problems: list[str] = field(default_factory=list)  # one line each, for the user
+
+
+def describe_setup(settings: Settings) -> SetupInfo:
+    """Device, model pack and library in use (manifests and metadata only: nothing big is loaded)."""
+    from engine.errors import BioscanError
+    from engine.library import ReferenceLibrary
+    from engine.models.pack import load_pack
+    from engine.models.runtime import describe_device
+    from engine.resources import default_library_path, default_model_path
+
+    info = SetupInfo()
+    try:
+        info.device = describe_device(settings.device)
+    except BioscanError as exc:
+        info.device, info.problems = "CPU", [str(exc)]
+    precision = "int8"
+    try:
+        lib_path = Path(settings.library_path) if settings.library_path else default_library_path()
+        info.library_path = str(lib_path)
+        lib = ReferenceLibrary.open(lib_path)
+        meta = lib.meta
+        info.library_id = meta.get("library_id", "")
+        info.library = f"{meta.get('name', lib_path.stem)} ({lib.count('dna'):,} barcodes)"
+        built = lib.model_for("dna") or {}
+        precision = built.get("precision", precision)
+    except BioscanError as exc:
+        info.library = "none"
+        info.problems.append(f"reference library: {exc}")
+    try:
+        pack_path = Path(settings.dna_model_path) if settings.dna_model_path else default_model_path("dna")
+        info.dna_model_path = str(pack_path)
+        pack = load_pack(pack_path, verify=False)  # verified when an import opens it
+        info.dna_model = f"{pack.ident} ({precision})"
+        info.dna_model_sha256 = pack.model_file(precision)["sha256"]
+    except BioscanError as exc:
+        info.dna_model = "none"
+        info.problems.append(f"DNA model: {exc}")
+    return info
+
+
+# ------------------------------------------------------------------------------ import
+def run_import(folders: Sequence[str], project_path: str, settings: Settings, progress: ProgressCallback = None):
+    """engine.importer.import_folders with the user's settings; returns its ImportReport."""
+    from engine.importer import ImportSettings, import_folders
+
+    opts = ImportSettings(min_confidence=settings.min_confidence, device=settings.device)
+    return import_folders(list(folders), project_path, library=settings.library_path or None,
+                          model=settings.dna_model_path or None, settings=opts, progress=progress)
+
+
+def resumable_run(project) -> dict[str, Any] | None:
+    """The newest import run if it stopped before finishing (cancelled, interrupted, failed)."""
+    runs = project.import_runs()
+    if runs and runs[0]["status"] in ("cancelled", "interrupted", "failed") and runs[0]["inputs"]:
+        return runs[0]
+    return None
+
+
+# ------------------------------------------------------------------------------ photos
+def load_specimen_photo(project_path: str, specimen_id: int, max_side: int):
+    """(specimen id, 8-bit RGB PIL image no larger than max_side, or None) for the specimen's first good photo."""
+    from engine.errors import BioscanError
+    from engine.io.images import load_photo
+
+    with open_project(project_path, readonly=True) as p:
+        items = p.specimen(specimen_id).items
+    for item in items:
+        if item["modality"] != "photo" or item["status"] == "error":
+            continue
+        try:
+            image = load_photo(item["path"])
+        except (BioscanError, OSError):
+            continue  # moved or changed since the import: try the next view
+        image.thumbnail((max_side, max_side))
+        return specimen_id, image
+    return specimen_id, None
+
+
+# ------------------------------------------------------------------------------ taxonomy trees
+def count_taxonomy(taxa: Sequence[Any], ranks: Sequence[str]) -> TaxonNode:
+    """A TaxonNode tree (as Project.taxonomy_tree returns) counting Taxonomy records."""
+    counts = Counter(tuple(t.get(r) or "" for r in ranks) for t in taxa)
+    root = TaxonNode("root", "", 0)
+    index: dict[tuple[str, ...], TaxonNode] = {(): root}
+    for names in sorted(counts):
+        n = counts[names]
+        root.count += n
+        path: tuple[str, ...] = ()
+        for rank, name in zip(ranks, names):
+            parent = index[path]
+            path += (name,)
+            if path not in index:
+                index[path] = TaxonNode(rank, name, 0)
+                parent.children.append(index[path])
+            index[path].count += n
+    return root
+
+
+def library_tree(library_path: str, ranks: Sequence[str], progress: ProgressCallback = None) -> TaxonNode:
+    from engine.library import ReferenceLibrary
+    from engine.resources import default_library_path
+
+    report(progress, 0, 1, "loading the reference library")
+    lib = ReferenceLibrary.open(library_path or default_library_path())
+    tree = count_taxonomy(lib.references("dna").taxonomy, ranks)
+    report(progress, 1, 1, "loading the reference library")
+    return tree
+
+
+def project_trees(project_path: str, ranks: Sequence[str], progress: ProgressCallback = None
+                  ) -> tuple[TaxonNode, TaxonNode]:
+    """(all specimens, novel specimens) trees of the effective calls, for counts and novel shares."""
+    with open_project(project_path, readonly=True) as p:
+        return p.taxonomy_tree(ranks=ranks), p.taxonomy_tree(SpecimenFilter(novel=True), ranks=ranks)
+
+
+# ------------------------------------------------------------------------------ cluster map
+@dataclass
+class ClusterMap:
+    specimen_ids: list[int]  # one per point (a specimen with two barcodes has two points)
+    xy: Any  # (n, 2) float32
+    labels: Any  # (n,) cluster id, -1 noise
+    rows: dict[int, dict[str, Any]]  # specimen id -> list_specimens row
+    consensus: dict[int, Any]  # cluster id -> engine.cluster.Consensus
+    summary: str = ""
+
+    def putative_species(self, min_novel_fraction: float = 0.5) -> list[int]:
+        """Clusters most of whose members are novel: candidate new species groups, largest first."""
+        return [cid for cid, c in self.consensus.items() if c.novel_fraction > min_novel_fraction]
+
+
+def _call_of(row: dict[str, Any]):
+    from engine.records import Call, RankCall
+
+    if row["status"] not in ("ok", "novel"):
+        return None
+    ranks = {r: RankCall(r, row.get(r) or "", 0.0) for r in CALL_RANKS}
+    return Call(ranks, novel=bool(row.get("novel")), novel_rank=row.get("novel_rank") or "")
+
+
+def compute_cluster_map(project_path: str, progress: ProgressCallback = None) -> ClusterMap | None:
+    """UMAP map and clusters of a project's DNA embeddings (engine.cluster); None when fewer than 3."""
+    import numpy as np
+
+    from engine.cluster import cluster_embeddings, consensus_taxonomy, reduce_2d
+
+    with open_project(project_path, readonly=True) as p:
+        ids, emb = p.embeddings("dna")
+        if len(ids) < 3:
+            return None
+        rows = {r["id"]: r for r in iter_specimens(p, progress=progress)}
+    xy = reduce_2d(emb, progress=progress)
+    result = cluster_embeddings(emb, progress=progress)
+    calls = [_call_of(rows[i]) if i in rows else None for i in ids]
+    return ClusterMap(list(ids), np.asarray(xy), np.asarray(result.labels), rows,
+                      consensus_taxonomy(calls, result.labels), result.summary())
+
+
+def warm_up_clustering(progress: ProgressCallback = None) -> None:
+    from engine.cluster import warm_up
+
+    warm_up()
+
+
+# ------------------------------------------------------------------------------ export
+EXPORT_COLUMNS = SPECIMEN_LIST_COLUMNS
+
+
+def export_csv(project_path: str, flt: SpecimenFilter | None, out_path: str, progress: ProgressCallback = None) -> int:
+    """Write the specimens a filter shows (every column of the table) to CSV; returns the row count."""
+    from engine.export import write_csv
+
+    with open_project(project_path, readonly=True) as p:
+        return write_csv(out_path, EXPORT_COLUMNS, iter_specimens(p, flt, progress))

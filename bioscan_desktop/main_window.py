@@ -1,0 +1,622 @@
+"""The main window: project, menus, toolbar, status bar, and the wiring between views and engine calls.
+
+Views only show data and emit signals; this module answers them by calling the engine
+(directly for millisecond reads, through bioscan_desktop.workers for anything slow).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar,
+)
+
+from engine.errors import BioscanError
+from engine.project import CALL_RANKS, TaxonNode, open_project
+
+from bioscan_desktop import jobs, workers
+from bioscan_desktop.models.results_table import ResultsTableModel
+from bioscan_desktop.settings import Settings, default_projects_dir
+from bioscan_desktop.thumbnails import ThumbnailCache, pil_to_qimage
+from bioscan_desktop.views.cluster_map import ClusterMapView
+from bioscan_desktop.views.import_panel import DropZone, ImportPanel
+from bioscan_desktop.views.results_table import THUMB_SIZE, ResultsView
+from bioscan_desktop.views.specimen_detail import SpecimenDetailView
+from bioscan_desktop.views.taxonomy_tree import TaxonomyTreeView
+
+log = logging.getLogger(__name__)
+
+PROJECT_SUFFIX = ".bioscan.db"
+DETAIL_PHOTO_SIDE = 1600
+LIVE_REFRESH_MS = 1500  # table and counts refresh while an import writes
+
+
+class MainWindow(QMainWindow):
+    projectOpened = Signal(str)
+    importFinished = Signal(object)  # ImportReport, or None when it failed or was cancelled
+    clusterMapReady = Signal()
+    treeLoaded = Signal()
+    exportFinished = Signal(str)
+
+    def __init__(self, settings: Settings | None = None, warm_up: bool = True):
+        super().__init__()
+        self.settings = settings or Settings.load()
+        self.project = None
+        self.project_path = ""
+        self.setup_info = None
+        self.import_task: workers.Task | None = None
+        self.cluster_task: workers.Task | None = None
+        self.last_report = None
+        self.setWindowTitle("BIOSCAN Desktop")
+        self.setAcceptDrops(True)
+
+        self.thumbnails = ThumbnailCache(THUMB_SIZE, parent=self)
+        self.results_model = ResultsTableModel(self)
+        self.results_model.thumbnails = self.thumbnails
+        self.thumbnails.ready.connect(self.results_model.thumbnail_ready)
+        self.drop_zone = DropZone()
+        self.results_view = ResultsView(self.results_model, self.drop_zone)
+        self.cluster_view = ClusterMapView()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.results_view, "Specimens")
+        self.tabs.addTab(self.cluster_view, "Cluster map")
+        self.setCentralWidget(self.tabs)
+
+        self.tree_view = TaxonomyTreeView()
+        self.detail_view = SpecimenDetailView()
+        self.import_panel = ImportPanel()
+        self.tree_dock = self._dock("Taxonomy", self.tree_view, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.detail_dock = self._dock("Specimen", self.detail_view, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.import_dock = self._dock("Import", self.import_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
+
+        self._make_actions()
+        self._make_menus()
+        self._make_toolbar()
+        self._make_status_bar()
+        self._connect()
+
+        self._live_timer = QTimer(self, interval=LIVE_REFRESH_MS)
+        self._live_timer.timeout.connect(self._live_refresh)
+        self.resize(1440, 900)
+        self.resizeDocks([self.tree_dock, self.detail_dock], [280, 440], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.import_dock], [110], Qt.Orientation.Vertical)
+        self._update_actions()
+        self._load_setup_info()
+        if warm_up:
+            QTimer.singleShot(1500, self._warm_up)
+
+    # ------------------------------------------------------------------------------------ layout
+    def _dock(self, title: str, widget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title.lower())
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+        act.setToolTip(tip or text.replace("…", "").replace("&", ""))
+        act.setStatusTip(tip)
+        act.triggered.connect(slot)
+        return act
+
+    def _make_actions(self) -> None:
+        a = self._action
+        self.act_import = a("&Import folder…", self.choose_import_folder, "Ctrl+I",
+                            "Identify the barcodes and photos in a folder")
+        self.act_resume = a("&Resume import", self.resume_import, None, "Continue an import that was interrupted")
+        self.act_new = a("&New project…", self.choose_new_project, QKeySequence.StandardKey.New)
+        self.act_open = a("&Open project…", self.choose_open_project, QKeySequence.StandardKey.Open)
+        self.act_close = a("&Close project", self.close_project, "Ctrl+W")
+        self.act_export = a("&Export results as CSV…", self.choose_export, "Ctrl+Shift+E",
+                            "Save the specimens shown in the table as a CSV file")
+        self.act_quit = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.act_table = a("&Specimens table", lambda: self.tabs.setCurrentWidget(self.results_view), "Ctrl+1")
+        self.act_map = a("&Cluster map", lambda: self.tabs.setCurrentWidget(self.cluster_view), "Ctrl+2")
+        self.act_refresh = a("&Refresh", self.refresh_all, "F5")
+        self.act_cluster = a("Compute cluster &map", self.compute_cluster_map, "Ctrl+K",
+                             "Map and cluster the imported barcodes (UMAP)")
+        self.act_accept = a("&Accept call", lambda: self.request_review(self.detail_view.specimen_id, "accept"),
+                            "Ctrl+Return")
+        self.act_override = a("&Override call…",
+                              lambda: self.request_review(self.detail_view.specimen_id, "override"), "Ctrl+E")
+        self.act_note = a("Add &note…", lambda: self.request_review(self.detail_view.specimen_id, "annotate"),
+                          "Ctrl+M")
+        self.act_settings = a("&Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
+        self.act_shortcuts = a("&Keyboard shortcuts", self.show_shortcuts, "F1")
+        self.act_about = a("&About BIOSCAN Desktop", self.show_about)
+
+    def _make_menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        for act in (self.act_new, self.act_open):
+            m.addAction(act)
+        self.recent_menu = m.addMenu("Open &recent")
+        m.addSeparator()
+        for act in (self.act_import, self.act_resume):
+            m.addAction(act)
+        m.addSeparator()
+        m.addAction(self.act_export)
+        self.act_report = m.addAction("Export &report…")
+        self.act_report.setEnabled(False)
+        self.act_report.setToolTip("needs engine/report.py (being written)")
+        m.addSeparator()
+        m.addAction(self.act_close)
+        m.addAction(self.act_quit)
+        m = mb.addMenu("&View")
+        for act in (self.act_table, self.act_map, self.act_refresh):
+            m.addAction(act)
+        m.addSeparator()
+        for dock in (self.tree_dock, self.detail_dock, self.import_dock):
+            m.addAction(dock.toggleViewAction())
+        m = mb.addMenu("&Review")
+        for act in (self.act_accept, self.act_override, self.act_note):
+            m.addAction(act)
+        m = mb.addMenu("&Tools")
+        m.addAction(self.act_cluster)
+        m.addAction(self.act_settings)
+        m = mb.addMenu("&Help")
+        m.addAction(self.act_shortcuts)
+        m.addAction(self.act_about)
+        self._fill_recent()
+
+    def _make_toolbar(self) -> None:
+        tb = QToolBar("Main")
+        tb.setObjectName("main toolbar")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        for act in (self.act_import, self.act_open, self.act_export, self.act_cluster, self.act_settings):
+            tb.addAction(act)
+        self.addToolBar(tb)
+
+    def _make_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.counts_label = QLabel("")
+        self.device_label = QLabel("Device: …")
+        self.model_label = QLabel("DNA model: …")
+        self.library_label = QLabel("Library: …")
+        sb.addWidget(self.counts_label, 1)
+        for w in (self.device_label, self.model_label, self.library_label):
+            w.setStyleSheet("padding: 0 6px;")
+            sb.addPermanentWidget(w)
+
+    def _connect(self) -> None:
+        rv = self.results_view
+        rv.specimenSelected.connect(self.show_specimen)
+        rv.filterCleared.connect(self.tree_view.clear_selection)
+        self.drop_zone.importRequested.connect(self.choose_import_folder)
+        self.drop_zone.openRequested.connect(self.choose_open_project)
+        self.tree_view.taxonSelected.connect(self._taxon_selected)
+        self.tree_view.reloadRequested.connect(lambda *_: self.reload_tree())
+        self.detail_view.reviewRequested.connect(self.request_review)
+        self.import_panel.cancelRequested.connect(self.cancel_import)
+        self.import_panel.resumeRequested.connect(self.resume_import)
+        self.import_panel.importRequested.connect(self.choose_import_folder)
+        self.cluster_view.computeRequested.connect(self.compute_cluster_map)
+        self.cluster_view.cancelRequested.connect(lambda: self.cluster_task and self.cluster_task.cancel())
+        self.cluster_view.specimenClicked.connect(self.show_specimen)
+        self.cluster_view.selectionMade.connect(self._map_selection)
+
+    def _update_actions(self) -> None:
+        has_project = self.project is not None
+        importing = self.import_task is not None
+        for act in (self.act_export, self.act_cluster, self.act_close, self.act_refresh):
+            act.setEnabled(has_project)
+        for act in (self.act_new, self.act_open, self.recent_menu.menuAction()):
+            act.setEnabled(not importing)
+        self.act_import.setEnabled(not importing)
+        self.act_resume.setEnabled(has_project and not importing and self._resumable() is not None)
+        has_specimen = self.detail_view.specimen_id is not None
+        for act in (self.act_accept, self.act_override, self.act_note):
+            act.setEnabled(has_specimen)
+
+    # ------------------------------------------------------------------------------------ projects
+    def open_project(self, path: str | Path, create: bool = False) -> bool:
+        try:
+            project = open_project(path, create=create)
+        except BioscanError as exc:
+            self._error("Cannot open the project", str(exc))
+            return False
+        if self.project is not None:
+            self.project.close()
+        self.project, self.project_path = project, str(Path(path).resolve())
+        self.settings.add_recent(self.project_path)
+        self._save_settings()
+        self._fill_recent()
+        self.setWindowTitle(f"BIOSCAN Desktop — {Path(path).name}")
+        self.thumbnails.set_project(self.project_path)
+        self.detail_view.clear()
+        self.cluster_view.map = None
+        self.cluster_view.set_message("Click “Compute map” to map and cluster this project's barcodes.")
+        self.results_model.set_project(project)
+        self.reload_tree()
+        self._show_import_state()
+        self._update_counts()
+        self._update_actions()
+        self.projectOpened.emit(self.project_path)
+        return True
+
+    def close_project(self) -> None:
+        if self.project is None or self.import_task is not None:
+            return
+        self.project.close()
+        self.project, self.project_path = None, ""
+        self.setWindowTitle("BIOSCAN Desktop")
+        self.results_model.set_project(None)
+        self.detail_view.clear()
+        self.tree_view.model.set_tree(TaxonNode("root", "", 0))
+        self.counts_label.setText("")
+        self.import_panel.set_idle()
+        self._update_actions()
+
+    def choose_open_project(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", str(self._projects_dir()),
+                                              f"BIOSCAN projects (*{PROJECT_SUFFIX} *.db);;All files (*)")
+        if path:
+            self.open_project(path)
+
+    def choose_new_project(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "New project", str(self._projects_dir() / f"project{PROJECT_SUFFIX}"),
+                                              f"BIOSCAN projects (*{PROJECT_SUFFIX})")
+        if path:
+            if not path.endswith(".db"):
+                path += PROJECT_SUFFIX
+            self.open_project(path, create=True)
+
+    def _projects_dir(self) -> Path:
+        if self.project_path:
+            return Path(self.project_path).parent
+        return default_projects_dir()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for p in self.settings.recent_projects:
+            self.recent_menu.addAction(Path(p).name, lambda p=p: self.open_project(p)).setToolTip(p)
+        self.recent_menu.setEnabled(bool(self.settings.recent_projects))
+
+    def _auto_project_path(self, folder: str) -> Path:
+        """A new project for a folder imported with no project open: named after the folder, never reused."""
+        base = default_projects_dir()
+        name = Path(folder).name or "project"
+        path, n = base / f"{name}{PROJECT_SUFFIX}", 2
+        while path.exists():
+            path, n = base / f"{name}-{n}{PROJECT_SUFFIX}", n + 1
+        return path
+
+    # ------------------------------------------------------------------------------------ import
+    def choose_import_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Import a folder of barcodes and photos",
+                                                  self.settings.last_folder or str(Path.home()))
+        if folder:
+            self.start_import([folder])
+
+    def start_import(self, folders: list[str]) -> bool:
+        if self.import_task is not None or not folders:
+            return False
+        if self.project is None:
+            path = self._auto_project_path(folders[0])
+            if not self.open_project(path, create=True):
+                return False
+            self.statusBar().showMessage(f"New project saved as {path}", 10000)
+        self.settings.last_folder = str(Path(folders[0]).parent)
+        self._save_settings()
+        task = workers.Task(jobs.run_import, list(folders), self.project_path, self.settings)
+        task.signals.progress.connect(self.import_panel.set_progress)
+        task.signals.finished.connect(self._import_done)
+        task.signals.failed.connect(lambda msg: self._import_stopped(f"Import failed: {msg}"))
+        task.signals.cancelled.connect(
+            lambda: self._import_stopped("Import cancelled. Everything imported so far is kept."))
+        self.import_task = task
+        self.import_panel.start(list(folders))
+        self.import_dock.show()
+        workers.start(task, "heavy")
+        self._live_timer.start()
+        self._update_actions()
+        return True
+
+    def cancel_import(self) -> None:
+        if self.import_task is not None:
+            self.import_task.cancel()
+            self.import_panel.cancelling()
+
+    def resume_import(self) -> None:
+        run = self._resumable()
+        if run is not None:
+            self.start_import(list(run["inputs"]))
+
+    def _resumable(self):
+        return jobs.resumable_run(self.project) if self.project is not None else None
+
+    def _import_done(self, report) -> None:
+        self.last_report = report
+        self._finish_import(f"Import finished: {report.summary()}")
+        self.importFinished.emit(report)
+
+    def _import_stopped(self, message: str) -> None:
+        self._finish_import(message)
+        self.importFinished.emit(None)
+
+    def _finish_import(self, message: str) -> None:
+        self.import_task = None
+        self._live_timer.stop()
+        self.refresh_all()
+        self._show_import_state(message)
+        self.statusBar().showMessage(message.split(":")[0], 8000)
+        if self.detail_view.specimen_id is None:
+            self.results_view.select_first()
+        self._update_actions()
+
+    def _show_import_state(self, message: str = "") -> None:
+        run = self._resumable()
+        resumable = ""
+        if run is not None:
+            resumable = (f"The last import ({run['started_at']}) was {run['status']}"
+                         + (f": {run['message']}" if run.get("message") else "") + ". Resume continues where it stopped.")
+        if not message and self.project is not None:
+            runs = self.project.import_runs()
+            message = (f"Last import {runs[0]['started_at']}: {runs[0]['status']}." if runs
+                       else "Drop a folder on the window, or click Import folder, to add specimens.")
+        self.import_panel.set_idle(message or "No import running.", resumable)
+
+    def _live_refresh(self) -> None:
+        if self.project is not None:
+            self.results_model.refresh()
+            self._update_counts()
+
+    # ------------------------------------------------------------------------------------ drag and drop
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls() and all(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths and self.start_import(paths):
+            event.acceptProposedAction()
+
+    # ------------------------------------------------------------------------------------ refreshes
+    def refresh_all(self) -> None:
+        if self.project is None:
+            return
+        self.results_model.refresh()
+        self._update_counts()
+        self.reload_tree()
+        sid = self.detail_view.specimen_id
+        if sid is not None:
+            self.show_specimen(sid, load_photo=False)
+
+    def _update_counts(self) -> None:
+        c = self.project.status_counts()
+        total = sum(c.values())
+        self.counts_label.setText(
+            f"{total:,} specimens: {c['ok']:,} identified, {c['novel']:,} novel, {c['error']:,} errors, "
+            f"{c['pending']:,} pending" if total else "No specimens yet")
+
+    def reload_tree(self) -> None:
+        if self.tree_view.current_source == "library":
+            self.tree_view.set_busy("Loading the reference library…")
+            task = workers.Task(jobs.library_tree, self.settings.library_path, self.tree_view.ranks)
+            task.signals.finished.connect(self._library_tree_loaded)
+        else:
+            if self.project is None:
+                return
+            task = workers.Task(jobs.project_trees, self.project_path, self.tree_view.ranks)
+            task.signals.finished.connect(self._project_tree_loaded)
+        task.signals.failed.connect(self.tree_view.set_busy)
+        workers.start(task, "light")
+
+    def _project_tree_loaded(self, trees) -> None:
+        self.tree_view.set_project_tree(*trees)
+        self.treeLoaded.emit()
+
+    def _library_tree_loaded(self, tree) -> None:
+        self.tree_view.set_library_tree(tree)
+        self.treeLoaded.emit()
+
+    def _taxon_selected(self, taxon: dict) -> None:
+        self.results_view.set_taxon(taxon)
+        self.tabs.setCurrentWidget(self.results_view)
+
+    def _map_selection(self, ids: list, label: str) -> None:
+        self.results_view.set_ids(ids, label)
+        self.tree_view.clear_selection()
+        self.tabs.setCurrentWidget(self.results_view)
+        self.results_view.select_first()
+
+    # ------------------------------------------------------------------------------------ detail
+    def show_specimen(self, specimen_id: int, load_photo: bool = True) -> None:
+        if self.project is None:
+            return
+        try:
+            detail = self.project.specimen(specimen_id)
+        except BioscanError as exc:
+            self.statusBar().showMessage(str(exc), 8000)
+            return
+        self.detail_view.show_detail(detail)
+        self.detail_dock.show()
+        self._update_actions()
+        if detail.specimen["n_photos"] and load_photo:
+            task = workers.Task(jobs.load_specimen_photo, self.project_path, specimen_id, DETAIL_PHOTO_SIDE,
+                                with_progress=False)
+            task.signals.finished.connect(self._detail_photo_loaded)
+            workers.start(task, "light")
+
+    def _detail_photo_loaded(self, result) -> None:
+        from PySide6.QtGui import QPixmap
+
+        sid, image = result
+        self.detail_view.show_photo(sid, None if image is None else QPixmap.fromImage(pil_to_qimage(image)))
+
+    def request_review(self, specimen_id: int | None, action: str) -> None:
+        """Ask for what a review needs (a name, an override, a note) and store it."""
+        from bioscan_desktop.views.review_dialogs import NoteDialog, OverrideDialog
+
+        if specimen_id is None or self.project is None or not self._ensure_user_name():
+            return
+        detail = self.detail_view.detail
+        key = detail.specimen["specimen_key"] if detail else str(specimen_id)
+        if action == "override":
+            current = {r: (detail.specimen.get(f"final_{r}") or "") for r in CALL_RANKS} if detail else {}
+            dialog = OverrideDialog(key, current, self.settings.user_name, self)
+            if dialog.exec():
+                self.submit_review(specimen_id, "override", dialog.taxonomy(), dialog.note_text())
+        elif action == "annotate":
+            dialog = NoteDialog(key, self.settings.user_name, self)
+            if dialog.exec():
+                self.submit_review(specimen_id, "annotate", note=dialog.note_text())
+        else:
+            self.submit_review(specimen_id, "accept")
+
+    def submit_review(self, specimen_id: int, action: str, taxonomy: dict | None = None, note: str = "") -> bool:
+        try:
+            self.project.annotate(specimen_id, action, user=self.settings.user_name, taxonomy=taxonomy, note=note)
+        except (BioscanError, ValueError) as exc:
+            self._error("The review was not saved", str(exc))
+            return False
+        self.results_model.reload_rows()
+        self.show_specimen(specimen_id, load_photo=False)
+        self.reload_tree()
+        self.statusBar().showMessage({"accept": "Call accepted", "override": "Override saved",
+                                      "annotate": "Note saved"}[action], 5000)
+        return True
+
+    def _ensure_user_name(self) -> bool:
+        if self.settings.user_name.strip():
+            return True
+        name, ok = QInputDialog.getText(self, "Your name", "Reviews are saved with your name. Your name:")
+        if ok and name.strip():
+            self.settings.user_name = name.strip()
+            self._save_settings()
+            return True
+        return False
+
+    # ------------------------------------------------------------------------------------ cluster map
+    def compute_cluster_map(self) -> None:
+        if self.project is None or self.cluster_task is not None:
+            return
+        task = workers.Task(jobs.compute_cluster_map, self.project_path)
+        task.signals.progress.connect(self.cluster_view.set_progress)
+        task.signals.finished.connect(self._cluster_map_done)
+        task.signals.failed.connect(lambda msg: self._cluster_map_stopped(f"The map could not be computed: {msg}"))
+        task.signals.cancelled.connect(lambda: self._cluster_map_stopped("Cancelled."))
+        self.cluster_task = task
+        self.cluster_view.set_busy(True, "Starting…")
+        self.tabs.setCurrentWidget(self.cluster_view)
+        workers.start(task, "heavy")
+
+    def _cluster_map_done(self, cluster_map) -> None:
+        self.cluster_task = None
+        self.cluster_view.set_busy(False)
+        if cluster_map is None:
+            self.cluster_view.set_message("At least 3 identified barcodes are needed for a cluster map.")
+        else:
+            self.cluster_view.set_map(cluster_map)
+        self.clusterMapReady.emit()
+
+    def _cluster_map_stopped(self, message: str) -> None:
+        self.cluster_task = None
+        self.cluster_view.set_busy(False, message)
+        self.clusterMapReady.emit()
+
+    def _warm_up(self) -> None:
+        workers.start(workers.Task(jobs.warm_up_clustering), "warmup")
+
+    # ------------------------------------------------------------------------------------ export
+    def choose_export(self) -> None:
+        if self.project is None:
+            return
+        default = Path(self.project_path).with_suffix("").with_suffix(".csv")
+        path, _ = QFileDialog.getSaveFileName(self, "Export results", str(default), "CSV (*.csv)")
+        if path:
+            self.export_csv(path)
+
+    def export_csv(self, path: str) -> None:
+        task = workers.Task(jobs.export_csv, self.project_path, self.results_view.current_filter(), path)
+        task.signals.finished.connect(lambda n: self._exported(path, n))
+        task.signals.failed.connect(lambda msg: self._error("Export failed", msg))
+        self.statusBar().showMessage(f"Exporting to {path}…")
+        workers.start(task, "light")
+
+    def _exported(self, path: str, n: int) -> None:
+        self.statusBar().showMessage(f"Exported {n:,} specimens to {path}", 10000)
+        self.exportFinished.emit(path)
+
+    # ------------------------------------------------------------------------------------ settings, about
+    def _load_setup_info(self) -> None:
+        task = workers.Task(jobs.describe_setup, self.settings, with_progress=False)
+        task.signals.finished.connect(self._setup_info_loaded)
+        workers.start(task, "light")
+
+    def _setup_info_loaded(self, info) -> None:
+        self.setup_info = info
+        self.device_label.setText(f"Device: {info.device}")
+        self.model_label.setText(f"DNA model: {info.dna_model}")
+        self.library_label.setText(f"Library: {info.library}")
+        tip = "\n".join(info.problems) or None
+        for w in (self.model_label, self.library_label):
+            w.setToolTip(tip or "")
+            w.setStyleSheet("padding: 0 6px;" + (" color: #c62828;" if info.problems else ""))
+
+    def open_settings(self) -> None:
+        from bioscan_desktop.views.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec():
+            self.apply_settings(dialog.result_settings())
+
+    def apply_settings(self, settings: Settings) -> None:
+        self.settings = settings
+        self._save_settings()
+        self._load_setup_info()
+
+    def _save_settings(self) -> None:
+        try:
+            self.settings.save()
+        except OSError as exc:
+            self.statusBar().showMessage(f"Settings not saved: {exc}", 8000)
+
+    def show_about(self) -> None:
+        from engine import __version__ as engine_version
+
+        from bioscan_desktop import __version__
+        from bioscan_desktop.views.about_dialog import AboutDialog, about_html
+
+        AboutDialog(about_html(__version__, engine_version, self.setup_info), self).exec()
+
+    def show_shortcuts(self) -> None:
+        acts = [self.act_import, self.act_open, self.act_new, self.act_export, self.act_table, self.act_map,
+                self.act_refresh, self.act_cluster, self.act_accept, self.act_override, self.act_note,
+                self.act_settings, self.act_quit]
+        rows = "".join(f"<tr><td>{a.text().replace('&', '')}</td><td><b>{a.shortcut().toString(QKeySequence.SequenceFormat.NativeText)}</b></td></tr>"
+                       for a in acts if not a.shortcut().isEmpty())
+        rows += ("<tr><td>Search the table</td><td><b>Ctrl+F</b></td></tr>"
+                 "<tr><td>Move between specimens</td><td><b>↑ ↓ Page Up/Down, Home/End</b></td></tr>"
+                 "<tr><td>Zoom the photo</td><td><b>wheel, + − , 0 to fit</b></td></tr>")
+        QMessageBox.information(self, "Keyboard shortcuts", f"<table cellpadding='3'>{rows}</table>")
+
+    def _error(self, title: str, message: str) -> None:
+        log.warning("%s: %s", title, message)
+        self.statusBar().showMessage(f"{title}: {message}", 15000)
+        if not getattr(self, "quiet_errors", False):
+            QMessageBox.warning(self, title, message)
+
+    # ------------------------------------------------------------------------------------ quit
+    def closeEvent(self, event) -> None:
+        if self.import_task is not None:
+            answer = QMessageBox.question(
+                self, "Stop the import?",
+                "An import is running. Stop it now? Everything imported so far is kept, and Resume continues later.")
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        workers.shutdown()
+        if self.project is not None:
+            self.project.close()
+        self._save_settings()
+        super().closeEvent(event)

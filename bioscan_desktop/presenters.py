@@ -1,0 +1,108 @@
+"""Words and numbers the views show, computed from engine results (Qt-free, unit-testable).
+
+No identification happens here: these only compare and format what the engine stored.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.project import CALL_RANKS, SpecimenDetail
+
+RANK_LABELS = {"order": "Order", "family": "Family", "genus": "Genus", "species": "Species", "bin_uri": "BIN"}
+STATUS_LABELS = {
+    "ok": "Identified",
+    "novel": "Novel",
+    "error": "Error",
+    "pending": "Pending",
+}
+STATUS_HELP = {
+    "ok": "identified against the reference library",
+    "novel": "no close reference: probably a species (or higher taxon) the library lacks",
+    "error": "could not be processed; see the error message",
+    "pending": "photos only; no image model has identified them yet",
+}
+REVIEW_LABELS = {"": "", "accepted": "Accepted", "overridden": "Overridden", "stale": "Accepted (call changed since)"}
+
+
+def confidence_text(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
+
+
+def number_text(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def status_text(status: str, novel_rank: str = "") -> str:
+    label = STATUS_LABELS.get(status, status)
+    if status == "novel" and novel_rank:
+        label += f" ({RANK_LABELS.get(novel_rank, novel_rank).lower()})"
+    return label
+
+
+def finest_name(row: dict[str, Any], prefix: str = "final_") -> tuple[str, str]:
+    """(rank, name) of the finest called rank of a row's effective (or machine, prefix='') call."""
+    for rank in reversed(CALL_RANKS[:4]):  # BIN is shown apart: it is not a Linnaean name
+        name = row.get(f"{prefix}{rank}") or ""
+        if name:
+            return rank, name
+    return "", ""
+
+
+def modality_disagreements(detail: SpecimenDetail) -> list[tuple[str, str, str]]:
+    """(rank, DNA call, photo call) where a specimen's barcode and photo calls name different taxa.
+
+    Compares the most confident DNA item's call with the most confident image item's call,
+    rank by rank, where both named something.
+    """
+    best: dict[str, dict[str, tuple[str, float]]] = {}
+    best_conf: dict[str, float] = {}
+    for item in detail.items:
+        calls = detail.calls.get(item["id"])
+        if not calls:
+            continue
+        modality = "dna" if item["modality"] == "dna" else "image"
+        conf = item.get("confidence") or 0.0
+        if modality not in best or conf > best_conf[modality]:
+            best[modality], best_conf[modality] = calls, conf
+    if len(best) < 2:
+        return []
+    out = []
+    for rank in CALL_RANKS:
+        dna, img = best["dna"].get(rank, ("", 0))[0], best["image"].get(rank, ("", 0))[0]
+        if dna and img and dna != img:
+            out.append((rank, dna, img))
+    return out
+
+
+def given_disagreements(detail: SpecimenDetail) -> list[tuple[str, str, str]]:
+    """(rank, machine call or "" if uncalled, name given in the input file) where a labelled input
+    names something else than the call (only for specimens that were identified)."""
+    spec = detail.specimen
+    out = []
+    if spec.get("status") not in ("ok", "novel"):
+        return out
+    for item in detail.items:
+        for rank, given in (item.get("given") or {}).items():
+            called = spec.get(rank) or ""
+            if rank in CALL_RANKS and given and given != called:
+                out.append((rank, called, given))
+        if out:
+            break
+    return out
+
+
+def qc_summary(item: dict[str, Any]) -> str:
+    """One line on a barcode item's QC, for the sequence view."""
+    if item.get("sequence_length") is None:
+        return item.get("error") or "no sequence"
+    parts = [f"{item['sequence_length']} bp after cleaning (raw {item.get('raw_length') or '?'})"]
+    amb = item.get("ambiguous_fraction")
+    if amb:
+        parts.append(f"{amb:.1%} ambiguous bases")
+    if item.get("reverse_complemented"):
+        parts.append("reverse-complemented")
+    if item.get("stop_codons"):
+        parts.append(f"{item['stop_codons']} stop codon(s)")
+    if item.get("qc_flags"):
+        parts.append("flags: " + item["qc_flags"].replace(";", ", "))
+    return "; ".join(parts)

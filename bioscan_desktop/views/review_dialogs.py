@@ -1,0 +1,74 @@
+"""Dialogs for a user's review of a call: override (names per rank + note) and a note alone."""
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QPlainTextEdit, QVBoxLayout,
+)
+
+from engine.project import CALL_RANKS
+
+from bioscan_desktop.presenters import RANK_LABELS
+
+
+class OverrideDialog(QDialog):
+    """Names per rank, prefilled with the current call. Finer ranks left empty stay uncalled."""
+
+    def __init__(self, specimen_key: str, current: dict[str, str], user: str, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(f"Override the call for {specimen_key}")
+        self.fields: dict[str, QLineEdit] = {}
+        form = QFormLayout()
+        for rank in CALL_RANKS:
+            edit = QLineEdit(current.get(rank, ""))
+            edit.setMinimumWidth(280)
+            self.fields[rank] = edit
+            form.addRow(RANK_LABELS[rank], edit)
+        self.note = QPlainTextEdit()
+        self.note.setPlaceholderText("Why? (e.g. checked wing venation under the microscope)")
+        self.note.setFixedHeight(70)
+        form.addRow("Note", self.note)
+        info = QLabel(f"Saved as a review by <b>{user}</b>, with the date. The machine call is kept "
+                      "and can always be seen in the history.")
+        info.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        self._ok = buttons.button(QDialogButtonBox.StandardButton.Save)
+        for edit in self.fields.values():
+            edit.textChanged.connect(self._validate)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(info)
+        layout.addWidget(buttons)
+        self._validate()
+
+    def _validate(self) -> None:
+        self._ok.setEnabled(any(self.taxonomy().values()))
+
+    def taxonomy(self) -> dict[str, str]:
+        return {rank: edit.text().strip() for rank, edit in self.fields.items()}
+
+    def note_text(self) -> str:
+        return self.note.toPlainText().strip()
+
+
+class NoteDialog(QDialog):
+    def __init__(self, specimen_key: str, user: str, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(f"Add a note to {specimen_key}")
+        self.note = QPlainTextEdit()
+        self.note.setPlaceholderText("e.g. leg missing; re-photograph")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        ok = buttons.button(QDialogButtonBox.StandardButton.Save)
+        ok.setEnabled(False)
+        self.note.textChanged.connect(lambda: ok.setEnabled(bool(self.note_text())))
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel(f"Saved with your name (<b>{user}</b>) and the date; the call is not changed."))
+        layout.addWidget(self.note)
+        layout.addWidget(buttons)
+        self.resize(420, 220)
+
+    def note_text(self) -> str:
+        return self.note.toPlainText().strip()
