@@ -1,6 +1,12 @@
-"""Overlapping k-mer tokens for DNA, shared by training and inference.
+"""k-mer tokens for DNA, shared by training and inference.
 
-Token ids: 0 = padding, 1 = a k-mer containing an ambiguous base, 2 + base-4 index of the
+Two variants, chosen by the model pack's ``preprocessing["kind"]`` (``tokenizer_from_config``):
+
+* ``dna-kmer`` (KmerTokenizer): overlapping k-mers, this project's DNA CNN;
+* ``dna-kmer-bert`` (BertKmerTokenizer): non-overlapping k-mers (stride k) with a BERT
+  vocabulary, as BarcodeBERT uses; for packs converted by ``bioscan models import``.
+
+KmerTokenizer token ids: 0 = padding, 1 = a k-mer containing an ambiguous base, 2 + base-4 index of the
 k-mer otherwise. Sequences longer than ``max_len`` are cut at the end (COI-5P barcodes are
 ~658 bp; the 5' end carries the standard barcode region).
 """
@@ -26,7 +32,9 @@ class KmerTokenizer:
         return 4**self.k + 2
 
     @classmethod
-    def from_config(cls, config: dict) -> "KmerTokenizer":
+    def from_config(cls, config: dict) -> "KmerTokenizer | BertKmerTokenizer":
+        if config.get("kind") == BertKmerTokenizer.KIND:  # DnaEncoder reads any pack's config here
+            return BertKmerTokenizer.from_config(config)
         if config.get("kind") != "dna-kmer":
             raise ValueError(f"not a DNA k-mer tokenizer config: {config!r}")
         return cls(k=int(config["k"]), max_len=int(config["max_len"]))
@@ -53,3 +61,62 @@ class KmerTokenizer:
         for i, r in enumerate(rows):
             out[i, : len(r)] = r
         return out
+
+
+@dataclass(frozen=True)
+class BertKmerTokenizer:
+    """Non-overlapping k-mers for BERT-style barcode models (BarcodeBERT).
+
+    A k-mer of A/C/G/T gets ``kmer_offset`` + its base-4 index (A=0, C=1, G=2, T=3, first
+    base most significant: the order of itertools.product("ACGT", repeat=k)); a k-mer with
+    any other base, or a short tail, gets ``unk_id``. ``cls_id``/``sep_id`` (or -1 for none)
+    frame the tokens; batches are padded with ``pad_id``. At most ``max_len`` bases are read.
+    """
+
+    KIND = "dna-kmer-bert"
+    k: int = 4
+    max_len: int = 660
+    kmer_offset: int = 2
+    unk_id: int = 1
+    pad_id: int = 0
+    cls_id: int = -1
+    sep_id: int = -1
+
+    @property
+    def vocab_size(self) -> int:
+        return 4**self.k + self.kmer_offset
+
+    @classmethod
+    def from_config(cls, config: dict) -> "BertKmerTokenizer":
+        if config.get("kind") != cls.KIND:
+            raise ValueError(f"not a BERT k-mer tokenizer config: {config!r}")
+        return cls(**{f: int(config[f]) for f in ("k", "max_len", "kmer_offset", "unk_id", "pad_id", "cls_id", "sep_id")})
+
+    def config(self) -> dict:
+        return {"kind": self.KIND, "k": self.k, "max_len": self.max_len, "kmer_offset": self.kmer_offset,
+                "unk_id": self.unk_id, "pad_id": self.pad_id, "cls_id": self.cls_id, "sep_id": self.sep_id}
+
+    def encode_one(self, seq: str) -> np.ndarray:
+        codes = _CODE[np.frombuffer(seq[: self.max_len].encode("ascii"), dtype=np.uint8)]
+        n = (len(codes) + self.k - 1) // self.k
+        padded = np.full(n * self.k, 4, dtype=np.int64)  # a short tail counts as ambiguous
+        padded[: len(codes)] = codes
+        kmers = padded.reshape(n, self.k)
+        ids = (kmers * (4 ** np.arange(self.k - 1, -1, -1))).sum(axis=1) + self.kmer_offset
+        ids[(kmers == 4).any(axis=1)] = self.unk_id
+        parts = ([[self.cls_id]] if self.cls_id >= 0 else []) + [ids] + ([[self.sep_id]] if self.sep_id >= 0 else [])
+        out = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
+        return out if len(out) else np.array([self.unk_id], dtype=np.int64)
+
+    def encode_batch(self, seqs: list[str]) -> np.ndarray:
+        """A (batch, longest) int64 array padded with ``pad_id``."""
+        rows = [self.encode_one(s) for s in seqs]
+        out = np.full((len(rows), max(len(r) for r in rows)), self.pad_id, dtype=np.int64)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = r
+        return out
+
+
+def tokenizer_from_config(config: dict) -> "KmerTokenizer | BertKmerTokenizer":
+    """The tokenizer a model pack's preprocessing config names."""
+    return KmerTokenizer.from_config(config)

@@ -9,7 +9,8 @@ pack always sees its photos exactly as it saw them in training::
 
 Steps: 8-bit RGB (engine.io.images.load_photo) -> shorter side resized to ``size`` ->
 centre crop ``size`` x ``size`` -> float32 (x - offset) / scale (EfficientNet-Lite's
-scaling: [-0.99, 1]) -> channels first. Training augments the PIL image *before* this
+scaling: [-0.99, 1]; per-channel values express a mean/std normalisation, e.g. for
+converted ViT / CLIP checkpoints: offset = 255 mean, scale = 255 std) -> channels first. Training augments the PIL image *before* this
 (random crops, flips, colour), never after, so the numeric path is the same.
 """
 from __future__ import annotations
@@ -29,8 +30,8 @@ class ImagePreprocess:
     resize: str = "shorter"
     crop: str = "center"
     resample: str = "bilinear"
-    offset: float = 127.0
-    scale: float = 128.0
+    offset: float | tuple[float, float, float] = 127.0  # per channel (R, G, B) or one for all
+    scale: float | tuple[float, float, float] = 128.0
     layout: str = "NCHW"
     channels: str = "RGB"
 
@@ -38,7 +39,8 @@ class ImagePreprocess:
     def from_config(cls, config: dict) -> "ImagePreprocess":
         if config.get("kind") != KIND:
             raise ValueError(f"not an image preprocessing config: {config!r}")
-        fields = {k: v for k, v in config.items() if k != "kind"}
+        fields = {k: (tuple(float(x) for x in v) if isinstance(v, list) else v)
+                  for k, v in config.items() if k != "kind"}
         pre = cls(**fields)
         if pre.resize != "shorter" or pre.crop != "center" or pre.layout != "NCHW" or pre.channels != "RGB":
             raise ValueError(f"unsupported image preprocessing: {config!r}")
@@ -47,7 +49,7 @@ class ImagePreprocess:
         return pre
 
     def config(self) -> dict:
-        return {"kind": KIND, **asdict(self)}
+        return {"kind": KIND, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}}
 
     def to_array(self, image) -> np.ndarray:
         """One 8-bit RGB PIL image -> (3, size, size) float32."""
@@ -57,7 +59,8 @@ class ImagePreprocess:
         img = image.convert("RGB").resize((nw, nh), resample=_RESAMPLE[self.resample])
         left, top = (nw - self.size) // 2, (nh - self.size) // 2
         img = img.crop((left, top, left + self.size, top + self.size))
-        a = (np.asarray(img, dtype=np.float32) - self.offset) / self.scale
+        offset, scale = np.asarray(self.offset, np.float32), np.asarray(self.scale, np.float32)
+        a = (np.asarray(img, dtype=np.float32) - offset) / scale
         return np.ascontiguousarray(a.transpose(2, 0, 1))
 
     def batch(self, images: Sequence) -> np.ndarray:
