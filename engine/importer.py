@@ -220,10 +220,12 @@ class _Importer:
             for w in work:
                 if w.error:
                     self._write_file_failure(w, w.error)
-            self._import_metadata([w for w in work if w.scanned.kind == "metadata" and not w.error])
+            metadata_work = [w for w in work if w.scanned.kind == "metadata" and not w.error]
+            self._import_metadata(metadata_work)
             self._import_barcodes(barcode_work)
             self._import_photos([w for w in work if w.scanned.kind == "photo" and not w.error])
-            self.writer.attach_orphan_photos(self._resolve_orphan)
+            if metadata_work or barcode_work:  # new ids may adopt photos imported before
+                self.writer.attach_orphan_photos(self._resolve_orphan)
             status = "completed"
         except Cancelled:
             status, message = "cancelled", "cancelled by the user; run the import again to resume"

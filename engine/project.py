@@ -353,19 +353,19 @@ class Project:
         cols = [f'"{r}"' if machine else f'"final_{r}"' for r in ranks]
         sel = ", ".join(f"COALESCE({c}, '')" for c in cols)
         root = TaxonNode("root", "", 0)
-        index: dict[tuple[str, ...], TaxonNode] = {(): root}
+        kids: dict[int, dict[str, TaxonNode]] = {}  # id(node) -> its children by name
         for *names, n in self.conn.execute(
                 f"SELECT {sel}, count(*) FROM specimens{where} GROUP BY {sel} ORDER BY {sel}", args):
             root.count += n
-            path: tuple[str, ...] = ()
+            node = root
             for rank, name in zip(ranks, names):
-                parent = index[path]
-                path = path + (name,)
-                node = index.get(path)
-                if node is None:
-                    node = index[path] = TaxonNode(rank, name, 0)
-                    parent.children.append(node)
-                node.count += n
+                children = kids.setdefault(id(node), {})
+                child = children.get(name)
+                if child is None:
+                    child = children[name] = TaxonNode(rank, name, 0)
+                    node.children.append(child)
+                child.count += n
+                node = child
         return root
 
     def status_counts(self, run_id: int | None = None) -> dict[str, int]:
