@@ -17,14 +17,14 @@ def _progress(args) -> object:
     return ProgressPrinter()
 
 
-def _read_barcode_inputs(inputs: list[str]) -> list:
+def _read_barcode_inputs(inputs: list[str], allow_none: bool = False) -> list:
     """Barcode records of the files and folders named; a file that cannot be read becomes an error record."""
     from engine.identify import collect_inputs
     from engine.io import read_barcodes
     from engine.records import RecordError
 
     files = collect_inputs(inputs)
-    if not files:
+    if not files and not allow_none:
         raise BioscanError("no input files found (looked for FASTA/TSV/CSV in: " + ", ".join(inputs) + ")")
     records = []
     for f in files:
@@ -42,10 +42,25 @@ def cmd_identify(args) -> int:
     from engine.export import write_csv
     from engine.identify import RESULT_COLUMNS, open_identifier
 
-    records = _read_barcode_inputs(args.inputs)
-    ident = open_identifier(args.library, args.model, device=args.device,
-                            min_confidence=args.min_confidence, use_sequences=not args.no_alignment)
-    results = ident.identify(records, progress=_progress(args))
+    from engine.io.images import PHOTO_SUFFIXES, find_photos
+
+    photos = find_photos(args.inputs)  # photos in INPUT folders get modality "image" rows
+    records = _read_barcode_inputs([i for i in args.inputs if Path(i).suffix.lower() not in PHOTO_SUFFIXES],
+                                   allow_none=bool(photos))
+    ident = None
+    results = []
+    if records:
+        ident = open_identifier(args.library, args.model, device=args.device,
+                                min_confidence=args.min_confidence, use_sequences=not args.no_alignment)
+        results = ident.identify(records, progress=_progress(args))
+    if photos:
+        from engine.identify_image import fuse_identifications, open_image_identifier
+
+        image_ident = open_image_identifier(args.library, args.image_model, device=args.device,
+                                            min_confidence=args.min_confidence)
+        photo_results = image_ident.identify(photos, progress=_progress(args))
+        results = results + photo_results + fuse_identifications(results, photo_results, args.min_confidence)
+        ident = ident or image_ident
     rows = [r.as_row() for r in results]
     if args.out:
         write_csv(args.out, RESULT_COLUMNS, rows)
@@ -116,10 +131,16 @@ def cmd_cluster(args) -> int:
 def cmd_import(args) -> int:
     from engine.importer import ImportSettings, import_folders
 
+    from engine.importer import open_photo_identifier
+
     settings = ImportSettings(batch_size=args.batch_size, device=args.device)
+    image_ident, note = open_photo_identifier(args.library, args.image_model, device=args.device,
+                                              enabled=not args.no_photo_id)
+    if note:
+        print(f"bioscan: {note}", file=sys.stderr)
     try:
         rep = import_folders(args.folders, args.project, library=args.library, model=args.model,
-                             settings=settings, progress=_progress(args))
+                             image_identifier=image_ident, settings=settings, progress=_progress(args))
     except KeyboardInterrupt:
         print(f"bioscan: import interrupted; committed batches are kept in {args.project}: "
               f"run the same command again to resume", file=sys.stderr)
@@ -153,11 +174,36 @@ def cmd_report(args) -> int:
 
 
 # ---------------------------------------------------------------------------- library
+def _add_photo_references(lib, args) -> None:
+    """`library build --images`: labelled photos (labels.tsv/csv) become "image" references."""
+    from engine.identify_image import add_photos
+    from engine.io.images import read_photo_labels
+    from engine.models.image_encoder import ImageEncoder
+    from engine.resources import default_model_path
+
+    encoder = ImageEncoder.from_path(args.image_model or default_model_path("image"), precision=args.precision,
+                                     device=args.device)
+    photos = [p for src in args.images for p in read_photo_labels(src)]
+    added, skipped = add_photos(lib, photos, encoder, progress=_progress(args))
+    print(f"{lib.path}: {added} photo references added, {len(skipped)} skipped, "
+          f"{lib.count('image')} photo references in all (calls: order and family)", file=sys.stderr)
+    for rid, why in skipped[:10]:
+        print(f"  skipped {rid}: {why}", file=sys.stderr)
+
+
 def cmd_library_build(args) -> int:
     from engine.build import build_library
     from engine.models.dna_encoder import DnaEncoder
     from engine.resources import default_model_path
 
+    if not args.barcodes:
+        if not args.images:
+            raise BioscanError("give --barcodes and/or --images")
+        from engine.library import ReferenceLibrary
+
+        lib = ReferenceLibrary.open_writable(args.out) if args.add else ReferenceLibrary.create(args.out, name=args.name)
+        _add_photo_references(lib, args)
+        return 0
     encoder = DnaEncoder.from_path(args.model or default_model_path("dna"), precision=args.precision,
                                    device=args.device)
     lib, rep = build_library(args.barcodes, args.out, encoder, store_sequences=not args.no_sequences,
@@ -168,6 +214,8 @@ def cmd_library_build(args) -> int:
         print(f"  skipped {rid}: {why}", file=sys.stderr)
     if len(rep.skipped) > 10:
         print(f"  ... and {len(rep.skipped) - 10} more", file=sys.stderr)
+    if args.images:
+        _add_photo_references(lib, args)
     return 0
 
 
@@ -218,8 +266,45 @@ def cmd_train_dna(args) -> int:
             clean.append(Barcode(r.specimen_id, qc.sequence, r.source_file, r.taxonomy))
     print(f"training on {len(clean)} barcodes", file=sys.stderr)
     pack = train_dna(clean, args.out, epochs=args.epochs, seed=args.seed, threads=args.threads,
-                     version=args.version, data_summary=summary, log=lambda m: print(m, file=sys.stderr))
+                     version=args.pack_version, data_summary=summary, log=lambda m: print(m, file=sys.stderr))
     print(f"model pack written to {pack}", file=sys.stderr)
+    return 0
+
+
+def cmd_train_image(args) -> int:
+    try:
+        from engine.train.image import bundle_int8, train_image_from_folders
+    except ImportError as exc:
+        raise BioscanError(f"training needs the [train] extra: pip install -e '.[train]' ({exc})") from exc
+    from engine.resources import default_library_path
+
+    pack = train_image_from_folders(args.images, args.library or default_library_path(), args.out,
+                                    epochs=args.epochs, views=args.views, size=args.size, seed=args.seed,
+                                    threads=args.threads, version=args.pack_version, feature_cache=args.feature_cache,
+                                    log=lambda m: print(m, file=sys.stderr))
+    print(f"model pack written to {pack}", file=sys.stderr)
+    if args.bundle:
+        print(f"int8-only copy written to {bundle_int8(pack, args.bundle)}", file=sys.stderr)
+    return 0
+
+
+def cmd_models_import(args) -> int:
+    try:
+        from engine.train.convert import convert_checkpoint
+    except ImportError as exc:
+        raise BioscanError(f"checkpoint import needs the [train] extra: pip install -e '.[train]' ({exc})") from exc
+    pack = convert_checkpoint(args.kind, args.checkpoint, args.out, name=args.name,
+                              log=lambda m: print(m, file=sys.stderr))
+    print(f"model pack written to {pack}", file=sys.stderr)
+    return 0
+
+
+def cmd_models_quantize(args) -> int:
+    from engine.io.images import find_photos
+    from engine.train.convert import quantize_pack
+
+    pack = quantize_pack(args.pack, photos=find_photos(args.photos or []), log=lambda m: print(m, file=sys.stderr))
+    print(f"int8 model added to {pack}", file=sys.stderr)
     return 0
 
 
@@ -282,10 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                             help="where ONNX Runtime runs the encoders (default: GPU if present)")
 
-    s = sub.add_parser("identify", help="identify barcodes (FASTA, BIOSCAN/BOLD tables) in files or folders")
+    s = sub.add_parser("identify", help="identify barcodes (FASTA, BIOSCAN/BOLD tables) and photos in files or folders")
     s.add_argument("inputs", nargs="+", metavar="INPUT")
     s.add_argument("--library", help="reference library (default: the bundled one)")
     s.add_argument("--model", help="DNA model pack (default: the bundled one)")
+    s.add_argument("--image-model", help="image model pack (default: the bundled one)")
     s.add_argument("--out", "-o", help="results CSV (default: stdout)")
     s.add_argument("--min-confidence", type=float, default=0.5, help="leave a rank empty below this (0.5)")
     s.add_argument("--no-alignment", action="store_true",
@@ -319,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--project", required=True, help="project database (created if missing; re-run to resume)")
     s.add_argument("--library", help="reference library (default: the bundled one)")
     s.add_argument("--model", help="DNA model pack (default: the bundled one)")
+    s.add_argument("--image-model", help="image model pack for photos (default: the bundled one, if any)")
+    s.add_argument("--no-photo-id", action="store_true", help="check and store photos without identifying them")
     s.add_argument("--batch-size", type=int, default=256, help="barcode records per committed batch (256)")
     common(s)
     s.set_defaults(func=cmd_import)
@@ -337,7 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     lib = sub.add_parser("library", help="build or inspect reference libraries").add_subparsers(
         dest="library_command", metavar="ACTION", required=True)
     s = lib.add_parser("build", help="embed labelled barcodes into a reference library")
-    s.add_argument("--barcodes", nargs="+", required=True, help="FASTA/TSV/CSV with taxonomy columns")
+    s.add_argument("--barcodes", nargs="+", help="FASTA/TSV/CSV with taxonomy columns")
+    s.add_argument("--images", nargs="+", metavar="DIR",
+                   help="photo folders (or tables) with a labels.tsv: file, order, family, ... columns")
+    s.add_argument("--image-model", help="image model pack for --images (default: the bundled one)")
     s.add_argument("--out", required=True, help="library file to create (or extend, with --add)")
     s.add_argument("--add", action="store_true", help="add records to an existing library")
     s.add_argument("--model", help="DNA model pack (default: the bundled one)")
@@ -362,10 +453,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=12)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0)
-    s.add_argument("--version", default="1.0.0", help="version written into the manifest")
+    s.add_argument("--pack-version", default="1.0.0", help="version written into the manifest")
     s.add_argument("--holdout", choices=["benchmark", "none"], default="benchmark",
                    help="leave out the benchmark's query records (default) so the benchmark stays honest")
     s.set_defaults(func=cmd_train_dna)
+    s = train.add_parser("image", help="fine-tune the photo encoder into the DNA model's space")
+    s.add_argument("--images", nargs="+", required=True, metavar="DIR", help="photo folders with a labels.tsv")
+    s.add_argument("--library", help="library whose DNA embeddings give the taxon prototypes (default: bundled)")
+    s.add_argument("--out", required=True, help="model pack folder (fp32 + int8)")
+    s.add_argument("--bundle", help="also write an int8-only copy of the pack here (for resources/)")
+    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--views", type=int, default=3, help="augmented views cached per photo")
+    s.add_argument("--feature-cache", help="folder to keep the frozen backbone's features in between runs")
+    s.add_argument("--size", type=int, default=224, help="input size in pixels")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--version", dest="pack_version", default="1.0.0", help="version written into the manifest")
+    s.set_defaults(func=cmd_train_image)
 
     models = sub.add_parser("models", help="list or verify model packs").add_subparsers(
         dest="models_command", metavar="ACTION", required=True)
@@ -375,6 +479,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = models.add_parser("verify")
     s.add_argument("packs", nargs="+")
     s.set_defaults(func=cmd_models_verify)
+    s = models.add_parser("import", help="convert a checkpoint folder into a model pack (needs [train])")
+    s.add_argument("--kind", required=True, choices=["barcodebert", "hf-vit", "open-clip"])
+    s.add_argument("checkpoint", metavar="CHECKPOINT_DIR")
+    s.add_argument("--out", required=True, help="model pack folder to write")
+    s.add_argument("--name", default="", help="pack name (default: KIND-FOLDER)")
+    s.set_defaults(func=cmd_models_import)
+    s = models.add_parser("quantize", help="add an int8 model to an fp32-only pack")
+    s.add_argument("pack")
+    s.add_argument("--photos", nargs="+", metavar="DIR", help="image packs: calibrate static int8 on these photos")
+    s.set_defaults(func=cmd_models_quantize)
     return p
 
 

@@ -205,3 +205,27 @@ def open_image_identifier(library_path: str | Path | None = None, model_path: st
     pack = load_pack(model_path or default_model_path("image"))
     encoder = ImageEncoder(pack, precision=built_with["precision"] if built_with else "int8", device=device)
     return ImageIdentifier(library, encoder, min_confidence=min_confidence)
+
+
+def fuse_identifications(dna: Sequence[Identification], photos: Sequence[Identification],
+                         min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> list[Identification]:
+    """One extra "dna+image" result per specimen id that has both a barcode call and a photo call.
+
+    The fused call comes from engine.fuse.fuse; a disagreement between photo and barcode is
+    added to the row's QC flags (``photo_disagrees_at_<rank>``).
+    """
+    from dataclasses import replace
+
+    from engine.fuse import fuse
+
+    by_id = {p.specimen_id: p for p in photos if p.call is not None}
+    out = []
+    for d in dna:
+        p = by_id.get(d.specimen_id)
+        if p is None or d.call is None:
+            continue
+        f = fuse((d.call, d.matches), (p.call, p.matches), min_confidence=min_confidence)
+        qc = replace(d.qc, flags=list(d.qc.flags) + f.flags) if d.qc is not None else None
+        out.append(Identification(d.specimen_id, f"{d.source_file};{p.source_file}", "dna+image",
+                                  call=f.call, matches=f.matches, qc=qc))
+    return out

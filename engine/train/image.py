@@ -144,6 +144,28 @@ def trunk_features(model, images: Sequence, pre: ImagePreprocess, views: int, rn
     return torch.cat(cached)
 
 
+def _cached(cache_dir, paths, pre: ImagePreprocess, views: int, seed: int, compute, log):
+    """Backbone features from ``cache_dir`` when the same photos, transform, views and seed
+    were seen before (the frozen trunk does not depend on the DNA model), else computed."""
+    if cache_dir is None:
+        return compute()
+    import hashlib
+    import json
+
+    import torch
+
+    key = hashlib.sha256(json.dumps([sorted(map(str, paths)), [str(p) for p in paths], pre.config(), views, seed,
+                                     "efficientnet-lite0"]).encode()).hexdigest()[:16]
+    f = Path(cache_dir) / f"trunk-{key}.pt"
+    if f.is_file():
+        log(f"backbone features from {f}")
+        return torch.load(f)
+    feats = compute()
+    f.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(feats, f)
+    return feats
+
+
 def train_image(
     photos: Sequence[LabelledPhoto],
     prototypes: Prototypes,
@@ -161,6 +183,7 @@ def train_image(
     calibration_photos: Sequence[LabelledPhoto] = (),
     references=None,
     data_summary: dict | None = None,
+    feature_cache: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Train the photo encoder and write a model pack (fp32 + int8 ONNX).
@@ -193,7 +216,8 @@ def train_image(
     targets = [photo_target(p, prototypes) for p in photos]
     labelled = [i for i, t in enumerate(targets) if t is not None]
     log(f"{len(photos)} photos ({len(labelled)} with a DNA prototype), {len(pairs)} photo+barcode pairs")
-    feats = trunk_features(model, [p.path for p in photos], pre, views, rng, log=log)
+    feats = _cached(feature_cache, [p.path for p in photos], pre, views, seed,
+                    lambda: trunk_features(model, [p.path for p in photos], pre, views, rng, log=log), log)
     y = torch.tensor([t if t is not None else -1 for t in targets])
     protos = torch.from_numpy(prototypes.matrix)
     pair_feats = trunk_features(model, [p for p, _ in pairs], pre, views, rng, log=log) if pairs else None
@@ -315,3 +339,20 @@ def train_image_from_folders(image_sources: Sequence[str | Path], library_path: 
                "calibration_photos": len(calib), "library": library.meta.get("name", "")}
     return train_image(train, protos, out_dir, aligned_to=dict(dna_model), calibration_photos=calib,
                        references=refs, data_summary=summary, log=log, **kwargs)
+
+
+def bundle_int8(pack_dir: str | Path, dest: str | Path) -> Path:
+    """An int8-only copy of a pack (the bundled resources keep the int8 model only, for size)."""
+    import json
+    import shutil
+
+    from engine.models.pack import MANIFEST, load_pack
+
+    pack = load_pack(pack_dir)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(pack.model_path("int8"), dest / pack.model_file("int8")["path"])
+    manifest = json.loads((pack.path / MANIFEST).read_text(encoding="utf-8"))
+    manifest["files"] = [dict(pack.model_file("int8"))]
+    manifest["bundled"] = "int8 only; `bioscan train image` writes the fp32 model beside it"
+    return write_manifest(dest, manifest).path

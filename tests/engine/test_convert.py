@@ -32,14 +32,26 @@ def barcodebert_dir(tmp_path_factory):
     return d
 
 
-def test_barcodebert_checkpoint_becomes_a_dna_pack_the_dna_encoder_uses(barcodebert_dir, tmp_path, synthetic_split):
+@pytest.fixture(scope="module")
+def barcodebert_pack(barcodebert_dir, tmp_path_factory):
+    """The checkpoint converted once, through the command line."""
+    from engine.cli import main
+
+    out = tmp_path_factory.mktemp("packs") / "bb"
+    assert main(["models", "import", "--kind", "barcodebert", str(barcodebert_dir), "--out", str(out),
+                 "--name", "tiny-barcodebert"]) == 0
+    return out
+
+
+def test_barcodebert_checkpoint_becomes_a_dna_pack_the_dna_encoder_uses(barcodebert_pack, barcodebert_dir,
+                                                                        synthetic_split):
     from transformers import BertModel
 
     from engine.models.dna_encoder import DnaEncoder
     from engine.models.dna_tokenizer import BertKmerTokenizer
 
-    pack_dir = convert_checkpoint("barcodebert", barcodebert_dir, tmp_path / "bb", log=lambda m: None)
-    pack = load_pack(pack_dir)
+    pack = load_pack(barcodebert_pack)
+    assert pack.ident == "tiny-barcodebert@1.0.0"
     assert pack.modality == "dna" and pack.embedding_dim == 32
     assert pack.preprocessing["kind"] == "dna-kmer-bert" and pack.preprocessing["k"] == 3
     assert pack.manifest["conversion"]["onnx_max_abs_diff"] < 1e-3
@@ -153,12 +165,13 @@ def test_open_clip_checkpoint_becomes_an_image_pack(tmp_path):
         convert_checkpoint("open-clip", src, tmp_path / "broken", log=lambda m: None)
 
 
-def test_quantize_adds_int8_to_an_fp32_pack(barcodebert_dir, tmp_path):
+def test_quantize_adds_int8_to_an_fp32_pack(barcodebert_pack, tmp_path, capsys):
     import shutil
 
+    from engine.cli import main
     from engine.models.pack import write_manifest
 
-    full = convert_checkpoint("barcodebert", barcodebert_dir, tmp_path / "full", log=lambda m: None)
+    full = barcodebert_pack
     fp32_only = tmp_path / "fp32-only"
     fp32_only.mkdir()
     shutil.copy(full / "model.fp32.onnx", fp32_only)
@@ -167,9 +180,12 @@ def test_quantize_adds_int8_to_an_fp32_pack(barcodebert_dir, tmp_path):
     write_manifest(fp32_only, manifest)
     with pytest.raises(ModelPackError, match="no int8"):
         load_pack(fp32_only).model_file("int8")
-    pack = load_pack(quantize_pack(fp32_only, log=lambda m: None))
+    assert main(["models", "quantize", str(fp32_only)]) == 0
+    pack = load_pack(fp32_only)
     assert pack.model_path("int8").is_file()
     assert pack.manifest["quantization"]["int8_cosine_to_fp32"]["mean"] > 0.95
+    assert main(["models", "quantize", str(fp32_only)]) == 1  # it has int8 now: a clear error, exit 1
+    assert "already has an int8" in capsys.readouterr().err
     with pytest.raises(ModelPackError, match="already has an int8"):
         quantize_pack(fp32_only, log=lambda m: None)
 
@@ -182,3 +198,4 @@ def test_unknown_kind_and_missing_folder_are_clear_errors(tmp_path):
         convert_checkpoint("resnet", tmp_path / "empty", tmp_path / "out")
     with pytest.raises(ModelPackError, match="open_clip_config.json"):
         convert_checkpoint("open-clip", tmp_path / "empty", tmp_path / "out")
+
