@@ -83,7 +83,7 @@ class _FileFailure:
 
 class _KeepEmbeddings:
     """Wraps an identifier's encoder to keep the embeddings it computes, so the project stores
-    them without embedding every barcode twice."""
+    them without embedding every barcode or photo twice."""
 
     def __init__(self, encoder):
         self._encoder = encoder
@@ -147,6 +147,27 @@ def _import_lock(project_path: Path):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def open_photo_identifier(library: str | Path | None = None, image_model: str | Path | None = None,
+                          device: str = "auto", enabled: bool = True) -> tuple[Any, str]:
+    """(an ImageIdentifier or None, a note for the user).
+
+    An explicit ``image_model`` must open (errors raise); without one the bundled image pack is
+    used when there is one and it fits the library, else photos are stored unidentified.
+    """
+    if not enabled:
+        return None, ""
+    if image_model is not None:
+        from engine.identify_image import open_image_identifier
+
+        return open_image_identifier(library, image_model, device=device), ""
+    try:
+        from engine.identify_image import open_image_identifier
+
+        return open_image_identifier(library, None, device=device), ""
+    except (BioscanError, ImportError) as exc:
+        return None, f"photos will be checked and stored but not identified ({exc})"
 
 
 # ------------------------------------------------------------------------------ the import
@@ -265,10 +286,12 @@ class _Importer:
             lib = {"library_id": ident.library.library_id, "library_path": str(ident.library.path),
                    "library_sha256": _file_sha256(ident.library.path)}
         img = self.image_identifier
-        if img is not None:
-            pack = getattr(img, "pack", None)
+        if img is not None:  # engine.identify_image.ImageIdentifier, or any object with .match
+            source = getattr(img, "encoder", img)
+            pack = getattr(source, "pack", None)
             models.append({"modality": "image", "name": getattr(pack, "name", type(img).__name__),
-                           "version": getattr(pack, "version", ""), "sha256": getattr(img, "model_sha256", "")})
+                           "version": getattr(pack, "version", ""), "precision": getattr(source, "precision", ""),
+                           "sha256": getattr(source, "model_sha256", "")})
         return {"models": models, **lib}
 
     def _tick(self, n: int, message: str = "importing") -> None:
@@ -427,24 +450,32 @@ class _Importer:
         self._tick(len(items), "identifying barcodes")
 
     def _match_barcodes(self, items: list[ItemResult]) -> None:
-        ident = self.identifier
-        if hasattr(ident, "encoder") and not isinstance(ident.encoder, _KeepEmbeddings):
-            ident.encoder = _KeepEmbeddings(ident.encoder)
-        keeper = getattr(ident, "encoder", None)
+        self._match(self.identifier, items, [it.qc.sequence for it in items], "dna", "identification failed")
+
+    def _match(self, identifier, items: list[ItemResult], queries: list, call_modality: str, failure: str) -> None:
+        """Run an identifier's ``match`` on a batch and fill the items' calls, matches and embeddings.
+
+        An exception other than cancellation turns the batch's items into error rows; the run goes on.
+        """
+        if hasattr(identifier, "encoder") and not isinstance(identifier.encoder, _KeepEmbeddings):
+            identifier.encoder = _KeepEmbeddings(identifier.encoder)
+        keeper = getattr(identifier, "encoder", None)
+        if keeper is not None:
+            keeper.last = None
         try:
-            results = ident.match([it.qc.sequence for it in items], progress=self._inner_progress)
+            results = identifier.match(queries, progress=self._inner_progress)
         except (Cancelled, KeyboardInterrupt):
             raise
-        except Exception as exc:  # noqa: BLE001 - a failing batch becomes error rows, the run goes on
+        except Exception as exc:  # noqa: BLE001 - recorded on each item of the batch
             for it in items:
-                it.status, it.error = "error", f"identification failed: {type(exc).__name__}: {exc}"
+                it.status, it.error = "error", f"{failure}: {type(exc).__name__}: {exc}"
             return
         embeddings = getattr(keeper, "last", None)
         for n, (it, (call, matches)) in enumerate(zip(items, results)):
-            it.call, it.matches, it.call_modality = call, matches, "dna"
+            it.call, it.matches, it.call_modality = call, matches, call_modality
             it.status = "novel" if call.novel else "ok"
             if embeddings is not None and len(embeddings) == len(items):
-                it.embedding, it.model_sha256 = embeddings[n], keeper.model_sha256
+                it.embedding, it.model_sha256 = embeddings[n], getattr(keeper, "model_sha256", "")
 
     # -- photos ---------------------------------------------------------------------------------
     def _is_known(self, key: str) -> bool:
@@ -481,17 +512,9 @@ class _Importer:
             self._tick(len(items), "checking photos")
 
     def _match_photos(self, images: list[tuple[ItemResult, Any]]) -> None:
-        try:
-            results = self.image_identifier.match([im for _, im in images], progress=self._inner_progress)
-        except (Cancelled, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # noqa: BLE001 - photos stay stored, unidentified, with the reason
-            for it, _ in images:
-                it.error = f"image identification failed: {type(exc).__name__}: {exc}"
-            return
-        for (it, _), (call, matches) in zip(images, results):
-            it.call, it.matches, it.call_modality = call, matches, "image"
-            it.status = "novel" if call.novel else "ok"
+        # a failing image model leaves the photos stored and checked: their status says why
+        self._match(self.image_identifier, [it for it, _ in images], [im for _, im in images], "image",
+                    "image identification failed")
 
 
 def _check_photo(path: Path) -> tuple[Any, dict[str, Any]]:
