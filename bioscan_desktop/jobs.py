@@ -11,26 +11,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from engine.progress import ProgressCallback, report
-from engine.project import CALL_RANKS, SPECIMEN_LIST_COLUMNS, SpecimenFilter, TaxonNode, open_project
+from engine.project import CALL_RANKS, SpecimenFilter, TaxonNode, open_project
 
 from bioscan_desktop.settings import Settings
-
-PAGE = 5000
-
-
-def iter_specimens(project, flt: SpecimenFilter | None = None, progress: ProgressCallback = None,
-                   total: int | None = None):
-    """Every specimen row matching a filter, fetched page by page."""
-    total = project.count_specimens(flt) if total is None else total
-    offset = 0
-    while True:
-        rows = project.list_specimens(flt, sort="id", offset=offset, limit=PAGE)
-        if not rows:
-            return
-        yield from rows
-        offset += len(rows)
-        report(progress, offset, total, "reading specimens")
-
 
 # ------------------------------------------------------------------------------ set-up facts
 @dataclass
@@ -195,7 +178,7 @@ def compute_cluster_map(project_path: str, progress: ProgressCallback = None) ->
         ids, emb = p.embeddings("dna")
         if len(ids) < 3:
             return None
-        rows = {r["id"]: r for r in iter_specimens(p, progress=progress)}
+        rows = {r["id"]: r for r in p.iter_specimens()}
     xy = reduce_2d(emb, progress=progress)
     result = cluster_embeddings(emb, progress=progress)
     calls = [_call_of(rows[i]) if i in rows else None for i in ids]
@@ -209,13 +192,27 @@ def warm_up_clustering(progress: ProgressCallback = None) -> None:
     warm_up()
 
 
-# ------------------------------------------------------------------------------ export
-EXPORT_COLUMNS = SPECIMEN_LIST_COLUMNS
-
-
+# ------------------------------------------------------------------------------ export (engine/export, engine/report)
 def export_csv(project_path: str, flt: SpecimenFilter | None, out_path: str, progress: ProgressCallback = None) -> int:
-    """Write the specimens a filter shows (every column of the table) to CSV; returns the row count."""
+    """The specimens a filter shows, in the CSV format of `bioscan export` (engine.export.project_csv)."""
     from engine.export import write_csv
+    from engine.export.project_csv import project_columns, specimen_result_row
 
     with open_project(project_path, readonly=True) as p:
-        return write_csv(out_path, EXPORT_COLUMNS, iter_specimens(p, flt, progress))
+        return write_csv(out_path, project_columns(), (specimen_result_row(s) for s in p.iter_specimens(flt)))
+
+
+def export_dwca(project_path: str, out_path: str, progress: ProgressCallback = None) -> int:
+    """A Darwin Core Archive of the whole project (as `bioscan export --format dwc`)."""
+    from engine.export.dwc import write_dwca
+
+    with open_project(project_path, readonly=True) as p:
+        return write_dwca(p, out_path)
+
+
+def export_report(project_path: str, out_path: str, progress: ProgressCallback = None) -> str:
+    """The project report (PDF, HTML or PNG by suffix), as `bioscan report`."""
+    from engine.report import write_report
+
+    with open_project(project_path, readonly=True) as p:
+        return str(write_report(p, out_path))

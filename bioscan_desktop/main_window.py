@@ -116,7 +116,11 @@ class MainWindow(QMainWindow):
         self.act_open = a("&Open project…", self.choose_open_project, QKeySequence.StandardKey.Open)
         self.act_close = a("&Close project", self.close_project, "Ctrl+W")
         self.act_export = a("&Export results as CSV…", self.choose_export, "Ctrl+Shift+E",
-                            "Save the specimens shown in the table as a CSV file")
+                            "Save the specimens shown in the table (with its filters) as a CSV file")
+        self.act_dwca = a("Export &Darwin Core Archive…", lambda: self.choose_export("dwca"), None,
+                          "All identified specimens as a Darwin Core Archive (GBIF)")
+        self.act_report = a("Export &report…", lambda: self.choose_export("report"), "Ctrl+Shift+R",
+                            "A summary report (PDF or HTML): counts, novel specimens, QC failures")
         self.act_quit = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.act_table = a("&Specimens table", lambda: self.tabs.setCurrentWidget(self.results_view), "Ctrl+1")
         self.act_map = a("&Cluster map", lambda: self.tabs.setCurrentWidget(self.cluster_view), "Ctrl+2")
@@ -143,10 +147,8 @@ class MainWindow(QMainWindow):
         for act in (self.act_import, self.act_resume):
             m.addAction(act)
         m.addSeparator()
-        m.addAction(self.act_export)
-        self.act_report = m.addAction("Export &report…")
-        self.act_report.setEnabled(False)
-        self.act_report.setToolTip("needs engine/report.py (being written)")
+        for act in (self.act_export, self.act_dwca, self.act_report):
+            m.addAction(act)
         m.addSeparator()
         m.addAction(self.act_close)
         m.addAction(self.act_quit)
@@ -207,7 +209,8 @@ class MainWindow(QMainWindow):
     def _update_actions(self) -> None:
         has_project = self.project is not None
         importing = self.import_task is not None
-        for act in (self.act_export, self.act_cluster, self.act_close, self.act_refresh):
+        for act in (self.act_export, self.act_dwca, self.act_report, self.act_cluster, self.act_close,
+                    self.act_refresh):
             act.setEnabled(has_project)
         for act in (self.act_new, self.act_open, self.recent_menu.menuAction()):
             act.setEnabled(not importing)
@@ -528,23 +531,34 @@ class MainWindow(QMainWindow):
         workers.start(workers.Task(jobs.warm_up_clustering), "warmup")
 
     # ------------------------------------------------------------------------------------ export
-    def choose_export(self) -> None:
+    EXPORTS = {  # kind: (dialog title, file filter, default suffix, job)
+        "csv": ("Export results as CSV", "CSV (*.csv)", ".csv", jobs.export_csv),
+        "dwca": ("Export a Darwin Core Archive", "Darwin Core Archive (*.zip)", ".dwca.zip", jobs.export_dwca),
+        "report": ("Export a report", "PDF (*.pdf);;HTML (*.html)", ".report.pdf", jobs.export_report),
+    }
+
+    def choose_export(self, kind: str = "csv") -> None:
         if self.project is None:
             return
-        default = Path(self.project_path).with_suffix("").with_suffix(".csv")
-        path, _ = QFileDialog.getSaveFileName(self, "Export results", str(default), "CSV (*.csv)")
+        title, file_filter, suffix, _ = self.EXPORTS[kind]
+        default = Path(self.project_path).parent / (Path(self.project_path).name.split(".")[0] + suffix)
+        path, _ = QFileDialog.getSaveFileName(self, title, str(default), file_filter)
         if path:
-            self.export_csv(path)
+            self.export(kind, path)
 
-    def export_csv(self, path: str) -> None:
-        task = workers.Task(jobs.export_csv, self.project_path, self.results_view.current_filter(), path)
+    def export(self, kind: str, path: str) -> None:
+        """Run an engine export in the background; the CSV follows the table's filters."""
+        job = self.EXPORTS[kind][3]
+        args = (self.results_view.current_filter(), path) if kind == "csv" else (path,)
+        task = workers.Task(job, self.project_path, *args)
         task.signals.finished.connect(lambda n: self._exported(path, n))
         task.signals.failed.connect(lambda msg: self._error("Export failed", msg))
         self.statusBar().showMessage(f"Exporting to {path}…")
         workers.start(task, "light")
 
-    def _exported(self, path: str, n: int) -> None:
-        self.statusBar().showMessage(f"Exported {n:,} specimens to {path}", 10000)
+    def _exported(self, path: str, n) -> None:
+        what = f"{n:,} specimens" if isinstance(n, int) else "the report"
+        self.statusBar().showMessage(f"Exported {what} to {path}", 10000)
         self.exportFinished.emit(path)
 
     # ------------------------------------------------------------------------------------ settings, about

@@ -117,5 +117,7 @@ def shutdown(timeout_ms: int = 5000) -> None:
     for task in running():
         task.cancel()
     for p in _pools.values():
-        p.clear()
+        p.clear()  # tasks still queued never run: forget them too
         p.waitForDone(timeout_ms)
+    with _lock:
+        _running.clear()

@@ -126,13 +126,27 @@ def test_export_writes_the_filtered_rows(qtbot, imported, tmp_path):
     window.results_view.status.setCurrentIndex(window.results_view.status.findData("ok"))
     out = tmp_path / "ok.csv"
     with qtbot.waitSignal(window.exportFinished, timeout=10_000):
-        window.export_csv(str(out))
+        window.export("csv", str(out))
     with open(out, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(facts["known"]) == window.results_model.rowCount()
     assert {r["status"] for r in rows} == {"ok"}
-    assert {r["specimen_key"]: r["species"] for r in rows} == {k.specimen_id: k.taxonomy.species
-                                                                 for k in facts["known"]}
+    assert {r["specimen_id"]: r["species"] for r in rows} == {k.specimen_id: k.taxonomy.species
+                                                                for k in facts["known"]}
+    assert rows[0]["photo_paths"].endswith(f"{rows[0]['specimen_id']}.jpg")  # SYN0-0-0 has a photo
+
+
+def test_report_and_darwin_core_exports(qtbot, imported, tmp_path):
+    window, facts = imported
+    for kind, name in (("report", "r.html"), ("dwca", "d.zip")):
+        with qtbot.waitSignal(window.exportFinished, timeout=30_000):
+            window.export(kind, str(tmp_path / name))
+    assert "novel" in (tmp_path / "r.html").read_text(encoding="utf-8").lower()
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "d.zip") as zf:
+        occurrences = zf.read("occurrence.txt").decode().splitlines()
+    assert len(occurrences) - 1 == len(facts["known"]) + len(facts["novel"]) + 1  # + the pending photo-only
 
 
 def test_cancelled_import_can_be_resumed(qtbot, window, specimen_folder):
