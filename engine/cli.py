@@ -111,12 +111,25 @@ def cmd_cluster(args) -> int:
     from engine.export import write_csv
     from engine.identify import open_identifier
 
-    records = _read_barcode_inputs(args.inputs)
-    ident = open_identifier(args.library, args.model, device=args.device)
-    rows, result = cluster_barcodes(records, ident, novel_only=args.novel_only, progress=_progress(args),
-                                    method=args.method, n_clusters=args.n_clusters,
-                                    min_cluster_size=args.min_cluster_size, umap_dims=args.umap_dims,
-                                    seed=args.seed)
+    options = dict(method=args.method, n_clusters=args.n_clusters, min_cluster_size=args.min_cluster_size,
+                   umap_dims=args.umap_dims)
+    if args.project:
+        if args.inputs:
+            raise BioscanError("give barcode INPUT files or --project, not both")
+        from engine.cluster.project import cluster_project
+
+        got = cluster_project(args.project, modality=args.modality, selection="all" if args.all else "novel",
+                              seed=args.seed, progress=_progress(args), **options)
+        rows, result = got.rows, got.result
+        print(f"{'cached' if got.map_cached else 'new'} 2-D map, {'cached' if got.clusters_cached else 'new'} "
+              f"clusters in {args.project}", file=sys.stderr)
+    elif not args.inputs:
+        raise BioscanError("nothing to cluster: give barcode files or folders, or --project P.db")
+    else:
+        records = _read_barcode_inputs(args.inputs)
+        ident = open_identifier(args.library, args.model, device=args.device)
+        rows, result = cluster_barcodes(records, ident, novel_only=args.novel_only, progress=_progress(args),
+                                        seed=args.seed, **options)
     write_csv(args.out, CLUSTER_COLUMNS, rows)
     errors = sum(r["status"] == "error" for r in rows)
     if result is None:
@@ -387,7 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("cluster", help="group specimens into putative species (zero-shot, no labels needed)")
-    s.add_argument("inputs", nargs="+", metavar="INPUT", help="barcode files or folders")
+    s.add_argument("inputs", nargs="*", metavar="INPUT", help="barcode files or folders")
+    s.add_argument("--project", help="cluster a project's specimens instead (map and clusters cached in it)")
+    s.add_argument("--modality", choices=["dna", "image", "fused"], default="dna",
+                   help="with --project: which embeddings (fused: DNA and photo together)")
+    s.add_argument("--all", action="store_true", help="with --project: all specimens, not only the novel ones")
     s.add_argument("--library", help="reference library for the members' calls (default: the bundled one)")
     s.add_argument("--model", help="DNA model pack (default: the bundled one)")
     s.add_argument("--method", choices=["agglomerative", "hdbscan"], default="agglomerative")

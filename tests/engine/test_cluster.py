@@ -237,3 +237,85 @@ def test_cli_novel_only_clusters_only_novel_calls(tmp_path, tiny_library, tiny_d
     assert clustered == novel and len(novel) >= 2
     assert all(r["status"] == "not clustered" and r["novel"] == "false" for r in rows
                if r["specimen_id"] not in novel)
+
+
+# ---------------------------------------------------------------------------- project database mode
+@pytest.fixture
+def cluster_project_db(tmp_path):
+    """A project of 4 novel species x 15 specimens plus 20 known ones; 10 novel specimens also have a photo."""
+    from engine.project import ItemResult, ProjectWriter, open_project
+    from engine.records import BarcodeQC, Taxonomy
+
+    x, truth = sphere_blobs(k=5, per=16, dim=16, spread=0.05, seed=4)
+    path = tmp_path / "p.db"
+    with open_project(path, create=True) as p:
+        w = ProjectWriter(p)
+        run = w.begin_run({"app_version": "test"})
+        fid = w.register_file(str(tmp_path / "plate.tsv"), "barcodes", 1, 1, "a" * 64, run)
+        items = []
+        for i, (vec, species) in enumerate(zip(x, truth)):
+            novel = species < 4  # species 4 is in the library
+            tax = Taxonomy("Diptera", "Cecidomyiidae", "", "Asphondylia", "" if novel else "Asphondylia sp4")
+            items.append(ItemResult(fid, f"S{i:03d}", f"S{i:03d}", "dna", "novel" if novel else "ok",
+                                    qc=BarcodeQC("ACGT" * 160, 640, 640, 0.0), call=_call(tax.as_dict(), novel),
+                                    call_modality="dna", embedding=vec, model_sha256="d" * 64))
+        for i in range(0, 64, 7):  # photos of some novel specimens, embedded near their barcodes
+            pfid = w.register_file(str(tmp_path / f"S{i:03d}.jpg"), "photo", 1, 1, f"p{i}", run)
+            items.append(ItemResult(pfid, "", f"S{i:03d}", "photo", "ok", photo={"width": 4, "height": 4},
+                                    embedding=x[i][::-1].copy(), model_sha256="i" * 64))
+        w.write_batch(run, items, [fid])
+        w.finish_run(run, "completed", p.status_counts(run))
+    return path, truth
+
+
+def test_project_mode_clusters_novel_specimens_and_caches_the_map(cluster_project_db):
+    from engine.cluster.project import cluster_project
+    from engine.project import open_project
+
+    path, truth = cluster_project_db
+    first = cluster_project(path, modality="dna", seed=1)
+    assert len(first.specimen_ids) == 64  # only the novel ones by default
+    assert not first.map_cached and not first.clusters_cached
+    assert first.xy.shape == (64, 2)
+    assert first.result.n_clusters == 4 and ami(truth[:64], first.result.labels) == pytest.approx(1.0)
+    assert [r["specimen_id"] for r in first.rows] == [f"S{i:03d}" for i in range(64)]
+    assert {r["consensus_genus"] for r in first.rows} == {"Asphondylia"}
+    assert {r["cluster_novel_fraction"] for r in first.rows} == {1.0}
+    again = cluster_project(path, modality="dna", seed=1)
+    assert again.map_cached and again.clusters_cached
+    assert np.array_equal(again.xy, first.xy) and np.array_equal(again.result.labels, first.result.labels)
+    np.testing.assert_allclose(again.result.distance_to_centroid, first.result.distance_to_centroid, atol=1e-6)
+    assert again.rows == first.rows
+    other = cluster_project(path, modality="dna", seed=1, method="hdbscan")  # same map, new clusters
+    assert other.map_cached and not other.clusters_cached
+    everything = cluster_project(path, modality="dna", selection="all", seed=1)
+    assert len(everything.specimen_ids) == 80 and not everything.map_cached
+    with open_project(path, readonly=True) as p:
+        assert {"cluster_maps", "cluster_map_points", "cluster_runs", "cluster_labels"} <= set(p.db.table_names())
+        assert p.conn.execute("SELECT count(*) FROM cluster_maps").fetchone()[0] == 2
+
+
+def test_project_mode_fused_uses_specimens_with_both_modalities(cluster_project_db):
+    from engine.cluster.project import cluster_project
+
+    path, _ = cluster_project_db
+    fused = cluster_project(path, modality="fused", seed=0)
+    assert fused.specimen_keys == [f"S{i:03d}" for i in range(0, 64, 7)]
+    image = cluster_project(path, modality="image", seed=0, umap_dims=0)
+    assert image.specimen_keys == fused.specimen_keys
+
+
+def test_cli_project_mode(cluster_project_db, tmp_path, capsys):
+    from engine.cli import main
+
+    path, truth = cluster_project_db
+    out = tmp_path / "c.csv"
+    assert main(["cluster", "--project", str(path), "--seed", "1", "-q", "--out", str(out)]) == 0
+    assert main(["cluster", "--project", str(path), "--seed", "1", "-q", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "cached 2-D map, cached clusters" in err
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == CLUSTER_COLUMNS and len(rows) == 64
+    assert ami(truth[:64], [int(r["cluster_id"]) for r in rows]) == pytest.approx(1.0)
+    assert main(["cluster", "--project", str(path), "bulk.fasta", "--out", str(out)]) == 1
