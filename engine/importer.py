@@ -36,6 +36,7 @@ class ImageIdentifier(Protocol):
 class ImportSettings:
     batch_size: int = 256  # barcode records per transaction
     photo_batch_size: int = 32  # photos decoded at once (bounds memory with big TIFFs)
+    metadata_batch_size: int = 5000  # metadata-table rows per transaction
     keep_matches: int = 10  # reference matches stored per item
     max_sequence_length: int = 10_000  # longer "barcodes" are errors (COI-5P is ~658 bp)
     min_confidence: float = 0.5
@@ -338,7 +339,7 @@ class _Importer:
                     self.writer.reset_file(old["id"])
                 w.file_id = self.writer.register_file(path, sf.kind, st.st_size, st.st_mtime_ns, w.sha256,
                                                       self.run_id)
-            if sf.kind == "barcodes" and not w.error:
+            if sf.kind in ("barcodes", "metadata") and not w.error:
                 w.estimate = max(1, _estimate_records(sf.path) - len(w.skip_keys))
             work.append(w)
         return work, unchanged
@@ -358,21 +359,31 @@ class _Importer:
 
     # -- metadata tables -----------------------------------------------------------------------
     def _import_metadata(self, work: list[_Work]) -> None:
+        """Metadata tables, streamed in chunks (a BIOSCAN-5M metadata table has millions of rows)."""
         from engine.io import read_table
 
         for w in work:
+            rows: list[dict[str, str]] = []
+            bad: list[str] = []
+            first = True
             try:
                 table = read_table(w.scanned.path)
-                rows, bad = [], []
-                for line, row in table.rows():
-                    (bad.append(row) if isinstance(row, str) else rows.append(row))
+                for _, row in table.rows():
+                    if isinstance(row, str):
+                        bad.append(row)
+                        continue
+                    rows.append(row)
+                    if len(rows) >= self.settings.metadata_batch_size:
+                        self.writer.write_metadata(w.file_id, rows, table.id_column, first=first, last=False)
+                        self._tick(len(rows), "reading metadata")
+                        rows, first = [], False
             except (BioscanError, OSError) as exc:
                 self._write_file_failure(w, _read_error(exc))
                 continue
-            self.writer.write_metadata(w.file_id, rows, table.id_column)
-            if bad:  # malformed rows name no specimen: the file row tells the user
-                self.writer.mark_file(w.file_id, "ok", f"{len(bad)} malformed rows skipped ({bad[0]})")
-            self._tick(w.estimate, "reading metadata")
+            # malformed rows name no specimen: the file row tells the user
+            note = f"{len(bad)} malformed rows skipped ({bad[0]})" if bad else ""
+            self.writer.write_metadata(w.file_id, rows, table.id_column, first=first, last=True, note=note)
+            self._tick(len(rows), "reading metadata")
 
     # -- barcodes -------------------------------------------------------------------------------
     def _records(self, w: _Work) -> Iterator[Barcode | RecordError | _FileFailure]:

@@ -619,15 +619,19 @@ class ProjectWriter:
         """Record keys of a file already committed (an interrupted import skips them on resume)."""
         return {r[0] for r in self.conn.execute("SELECT record_key FROM items WHERE file_id = ?", [file_id])}
 
-    def mark_file(self, file_id: int, status: str, error: str = "", run_id: int | None = None) -> None:
+    def mark_file(self, file_id: int, status: str, error: str = "") -> None:
         with self.project._transaction() as conn:
             _finish_file(conn, file_id, status, error)
 
     # -- metadata tables -----------------------------------------------------------------------
-    def write_metadata(self, file_id: int, rows: list[dict[str, str]], key_column: str | None) -> int:
-        """Store a metadata table's rows (by processid/sampleid) and the aliases they imply; one transaction."""
+    def write_metadata(self, file_id: int, rows: Sequence[dict[str, str]], key_column: str | None,
+                       first: bool = True, last: bool = True, note: str = "") -> int:
+        """Store a chunk of a metadata table's rows (by processid, else sampleid) and the aliases
+        they imply; one transaction. The first chunk replaces what the file gave before; the last
+        one fills in specimens imported earlier and marks the file done (``note`` on the file row)."""
         with self.project._transaction() as conn:
-            conn.execute("DELETE FROM metadata_records WHERE file_id = ?", [file_id])
+            if first:
+                conn.execute("DELETE FROM metadata_records WHERE file_id = ?", [file_id])
             n = 0
             for row in rows:
                 pid, sid = row.get("processid", ""), row.get("sampleid", "")
@@ -643,14 +647,16 @@ class ProjectWriter:
                         aliases[stem] = col
                 _add_aliases(conn, key, aliases)
                 n += 1
-            # specimens imported before this table learn their metadata now
-            conn.execute(
-                "UPDATE specimens SET metadata = (SELECT data FROM metadata_records m WHERE m.key IN "
-                "(specimens.specimen_key, specimens.processid, specimens.sampleid) LIMIT 1) "
-                "WHERE metadata IS NULL AND id IN (SELECT s.id FROM specimens s JOIN metadata_records m "
-                "ON m.key IN (s.specimen_key, s.processid, s.sampleid) WHERE m.file_id = ?)", [file_id])
-            conn.execute("UPDATE files SET records = ? WHERE id = ?", [n, file_id])
-            _finish_file(conn, file_id, "ok", "")
+            if last:
+                # specimens imported before this table learn their metadata now
+                conn.execute(
+                    "UPDATE specimens SET metadata = (SELECT data FROM metadata_records m WHERE m.key IN "
+                    "(specimens.specimen_key, specimens.processid, specimens.sampleid) LIMIT 1) "
+                    "WHERE metadata IS NULL AND id IN (SELECT s.id FROM specimens s JOIN metadata_records m "
+                    "ON m.key IN (s.specimen_key, s.processid, s.sampleid) WHERE m.file_id = ?)", [file_id])
+                conn.execute("UPDATE files SET records = (SELECT count(*) FROM metadata_records WHERE file_id = ?) "
+                             "WHERE id = ?", [file_id, file_id])
+                _finish_file(conn, file_id, "ok", note)
             return n
 
     def resolve_key(self, key: str) -> str:

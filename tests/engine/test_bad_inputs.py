@@ -12,7 +12,7 @@ from engine.importer import ImportSettings, import_folders
 from engine.project import ProjectError, SpecimenFilter, open_project
 from tests.synthetic import make_barcodes, write_fasta, write_tsv
 
-SETTINGS = ImportSettings(batch_size=16, device="cpu")
+SETTINGS = ImportSettings(batch_size=16, metadata_batch_size=3, device="cpu")
 
 
 def jpeg_bytes(size=(80, 60), exif_orientation: int | None = None) -> bytes:
@@ -59,6 +59,8 @@ def corpus(tmp_path, synthetic_split):
         fh.write("BROKEN-1\tonly\tthree\n")
     write_fasta(d / "ünïcödé barcodes.fasta", known[5:7])
     (d / "nonsense.csv").write_text("alpha,beta\n1,2\n")
+    (d / "meta data.tsv").write_text("processid\tsampleid\tcountry\n" + "".join(
+        f"M{i}\tMS{i}\tPeru\n" for i in range(7)) + "M7\tbroken\n")  # 7 good rows, 1 malformed
     (d / "gone.fasta").symlink_to(d / "no such target.fasta")  # unreadable: a broken link
     (d / "vanishing.jpg").write_bytes(jpeg_bytes())
     return d
@@ -101,6 +103,9 @@ def test_bad_inputs_become_specific_error_rows(corpus, tmp_path, tiny_library, t
         known = synthetic_split[1]
         assert "Ämeise nr 1 (Kopie)" in good and "sixteen bit" in good
         assert {r.specimen_id for r in known[2:7]} <= set(good)  # rows.tsv's good rows, the unicode FASTA
+        meta = next(f for f in p.files() if f["name"] == "meta data.tsv")
+        assert (meta["status"], meta["records"], meta["done"]) == ("ok", 7, 1)  # streamed in chunks of 3
+        assert meta["error"] == "1 malformed rows skipped (line 9: expected 3 fields, found 2)"
         rotated = p.specimen("rotated").items[0]
         assert (rotated["width"], rotated["height"], rotated["exif_orientation"]) == (20, 40, 6)
         assert p.specimen("multipage").items[0]["frames"] == 2

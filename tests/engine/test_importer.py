@@ -208,6 +208,30 @@ def _count_committed(project: Path) -> int:
         return 0
 
 
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, tiny_library, tiny_dna_pack):
+    recs = make_barcodes(genera=2, species_per_genus=2, records_per_species=300, seed=5)  # 1200 records
+    src = tmp_path / "in"
+    src.mkdir()
+    write_tsv(src / "plate.tsv", recs)
+    project = tmp_path / "p.db"
+    cmd = [sys.executable, "-m", "engine.cli", "import", str(src), "--project", str(project), "--library",
+           str(tiny_library), "--model", str(tiny_dna_pack), "--device", "cpu", "--batch-size", "50", "-q"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and _count_committed(project) < 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    with open_project(project, readonly=True) as p:
+        run = p.import_runs()[0]
+        assert run["status"] == "interrupted" and run["finished_at"]
+        assert 200 <= p.count_specimens() < len(recs)
+        assert run["counts"]["ok"] + run["counts"]["novel"] == p.count_specimens()
+
+
 def test_sigkill_at_random_points_then_resume(tmp_path, tiny_library, tiny_dna_pack):
     """kill -9 the CLI import several times mid-run; the final resume has every record exactly once."""
     recs = make_barcodes(genera=4, species_per_genus=3, records_per_species=250, seed=7)  # 3000 records
