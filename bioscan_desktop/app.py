@@ -48,10 +48,17 @@ def take_screenshot(app, window, path: str, view: str, timeout_s: float = 600.0)
     if view == "tree":
         window.tree_view.tree.expandToDepth(1)
         window.tree_view.select_taxon(_largest_taxon(window.tree_view.model))
+        window.results_view.select_first()
     elif view == "cluster" and window.project is not None:
         window.compute_cluster_map()
         _wait_for(app, lambda: window.cluster_task is None, timeout_s)
-    elif view == "detail":
+    elif view == "detail":  # the review queue of novel specimens, if there are any
+        status = window.results_view.status
+        status.setCurrentIndex(status.findData("novel"))
+        if not window.results_model.count:
+            status.setCurrentIndex(0)
+        window.results_view.select_first()
+        _wait_for(app, idle, timeout_s)
         window.detail_view.tabs.setCurrentIndex(0 if window.detail_view.photo.has_photo else 1)
     _wait_for(app, idle, timeout_s)
     for _ in range(5):  # let thumbnails arrive and repaint

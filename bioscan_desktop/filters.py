@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.project import SpecimenFilter
+from engine.project import CALL_RANKS, SpecimenFilter
 
 
 @dataclass
@@ -38,8 +38,8 @@ class TableFilter(SpecimenFilter):
     def describe(self) -> str:
         """What the filter shows, in words, for the filter bar ('' when everything)."""
         parts = []
-        if self.taxon:
-            parts.append(" › ".join(n or "(not called)" for n in self.taxon.values()))
+        if self.taxon:  # coarse to fine, whatever order the dict arrived in (Qt sorts QVariantMap keys)
+            parts.append(" › ".join(self.taxon[r] or "(not called)" for r in CALL_RANKS if r in self.taxon))
         if self.ids is not None:
             parts.append(self.ids_label or f"{len(self.ids):,} selected specimens")
         return "; ".join(parts)

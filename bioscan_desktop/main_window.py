@@ -81,7 +81,7 @@ class MainWindow(QMainWindow):
         self._live_timer = QTimer(self, interval=LIVE_REFRESH_MS)
         self._live_timer.timeout.connect(self._live_refresh)
         self.resize(1440, 900)
-        self.resizeDocks([self.tree_dock, self.detail_dock], [280, 440], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.tree_dock, self.detail_dock], [290, 400], Qt.Orientation.Horizontal)
         self.resizeDocks([self.import_dock], [110], Qt.Orientation.Vertical)
         self._update_actions()
         self._load_setup_info()
@@ -503,7 +503,7 @@ class MainWindow(QMainWindow):
     def compute_cluster_map(self) -> None:
         if self.project is None or self.cluster_task is not None:
             return
-        task = workers.Task(jobs.compute_cluster_map, self.project_path)
+        task = workers.Task(workers.in_subprocess, jobs.compute_cluster_map, self.project_path)
         task.signals.progress.connect(self.cluster_view.set_progress)
         task.signals.finished.connect(self._cluster_map_done)
         task.signals.failed.connect(lambda msg: self._cluster_map_stopped(f"The map could not be computed: {msg}"))
@@ -528,7 +528,8 @@ class MainWindow(QMainWindow):
         self.clusterMapReady.emit()
 
     def _warm_up(self) -> None:
-        workers.start(workers.Task(jobs.warm_up_clustering), "warmup")
+        # a child process: compiles and caches umap's numba code on disk without holding this GIL
+        workers.start(workers.Task(workers.in_subprocess, jobs.warm_up_clustering), "warmup")
 
     # ------------------------------------------------------------------------------------ export
     EXPORTS = {  # kind: (dialog title, file filter, default suffix, job)

@@ -16,7 +16,7 @@ STATUS_LABELS = {
     "pending": "Pending",
 }
 STATUS_HELP = {
-    "ok": "identified against the reference library",
+    "ok": "named from its closest references in the library",
     "novel": "no close reference: probably a species (or higher taxon) the library lacks",
     "error": "could not be processed; see the error message",
     "pending": "photos only; no image model has identified them yet",
@@ -86,6 +86,8 @@ def given_disagreements(detail: SpecimenDetail) -> list[tuple[str, str, str]]:
             called = spec.get(rank) or ""
             if rank in CALL_RANKS and given and given != called:
                 out.append((rank, called, given))
+        if len(out) > 1:  # a BIN follows from the species: name it only when nothing else differs
+            out = [d for d in out if d[0] != "bin_uri"]
         if out:
             break
     return out

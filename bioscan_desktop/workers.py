@@ -78,6 +78,69 @@ class Task(QRunnable):
             _release(self)
 
 
+# ------------------------------------------------------------------------------ process isolation
+def _child_main(conn, fn: Callable[..., Any], args: tuple) -> None:
+    last = [0.0]
+
+    def progress(done: int, total: int, message: str = "") -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_INTERVAL_S:
+            last[0] = now
+            conn.send(("progress", done, total, message))
+
+    try:
+        conn.send(("result", fn(*args, progress=progress)))
+    except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        try:
+            conn.send(("error", exc))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        conn.close()
+
+
+def in_subprocess(fn: Callable[..., Any], *args: Any, progress=None) -> Any:
+    """Run ``fn(*args, progress=...)`` in a fresh Python process and return its result.
+
+    For CPU-heavy pure-Python/numba work (UMAP, clustering) whose imports and compilation hold
+    the GIL for long stretches: in a thread they would freeze the GUI for up to a second.
+    The child's progress is relayed to ``progress``; Cancelled from it terminates the child.
+    ``fn`` must be importable (a module-level function) and its arguments and result picklable.
+    """
+    import multiprocessing
+
+    from engine.errors import BioscanError
+    from engine.progress import report
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process running Qt threads
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_main, args=(child, fn, args), daemon=True)
+    proc.start()
+    child.close()
+    state = (0, 0, "starting")
+    try:
+        while True:
+            if parent.poll(0.1):
+                try:
+                    kind, *payload = parent.recv()
+                except EOFError:
+                    raise BioscanError("the background process stopped without a result "
+                                       f"(exit code {proc.exitcode})") from None
+                if kind == "result":
+                    return payload[0]
+                if kind == "error":
+                    raise payload[0]
+                state = tuple(payload)
+            elif not proc.is_alive() and not parent.poll():
+                raise BioscanError(f"the background process stopped unexpectedly (exit code {proc.exitcode})")
+            report(progress, *state)  # also where a cancel request is raised
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+        proc.join(5)
+        parent.close()
+
+
 _running: set[Task] = set()
 _lock = threading.Lock()
 _pools: dict[str, QThreadPool] = {}

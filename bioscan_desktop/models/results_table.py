@@ -14,7 +14,7 @@ from PySide6.QtGui import QBrush, QColor
 
 from bioscan_desktop.filters import TableFilter
 from bioscan_desktop.presenters import (
-    REVIEW_LABELS, STATUS_HELP, confidence_text, number_text, status_text,
+    REVIEW_LABELS, STATUS_HELP, confidence_text, finest_name, number_text, status_text,
 )
 
 PAGE_SIZE = 200
@@ -40,12 +40,13 @@ COLUMNS = (
     Column("specimen_key", "Specimen", "specimen key (processid, sampleid or file name)", lambda r: r["specimen_key"]),
     Column("status", "Status", "identified, novel, error or pending",
            lambda r: status_text(r["status"], r.get("novel_rank") or "")),
+    Column("confidence", "Confidence", "confidence of the finest called rank", 
+           lambda r: confidence_text(r["confidence"]) if finest_name(r)[0] else ""),
     Column("final_order", "Order", "called order (your override if any)", _rank("order")),
     Column("final_family", "Family", "called family", _rank("family")),
     Column("final_genus", "Genus", "called genus", _rank("genus")),
     Column("final_species", "Species", "called species", _rank("species")),
     Column("final_bin_uri", "BIN", "called BOLD Barcode Index Number", _rank("bin_uri")),
-    Column("confidence", "Confidence", "confidence of the finest called rank", lambda r: confidence_text(r["confidence"])),
     Column("top_similarity", "Top match", "similarity of the best reference match (1 = identical embedding)",
            lambda r: number_text(r["top_similarity"])),
     Column("novel", "Novel", "no close reference in the library at this rank",

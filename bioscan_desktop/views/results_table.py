@@ -33,10 +33,10 @@ REVIEW_CHOICES = (
     ("Overridden", "overridden"),
     ("Call changed since accepted", "stale"),
 )
-COLUMN_WIDTHS = {"Photo": 56, "Specimen": 150, "Status": 120, "Order": 110, "Family": 130, "Genus": 120,
-                 "Species": 190, "BIN": 110, "Confidence": 84, "Top match": 78, "Novel": 70, "QC flags": 140,
-                 "Review": 90, "Data": 80}
-ROW_HEIGHT = 52
+COLUMN_WIDTHS = {"Photo": 46, "Specimen": 118, "Status": 112, "Order": 96, "Family": 110, "Genus": 104,
+                 "Species": 170, "BIN": 104, "Confidence": 76, "Top match": 72, "Novel": 64, "QC flags": 130,
+                 "Review": 90, "Data": 76}
+ROW_HEIGHT = 42
 THUMB_SIZE = ROW_HEIGHT - 6
 
 

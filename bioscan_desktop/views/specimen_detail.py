@@ -19,7 +19,7 @@ from bioscan_desktop.presenters import (
 )
 from bioscan_desktop.views.photo_view import PhotoView
 
-BASES_PER_LINE = 60
+BASES_PER_LINE = 40
 MATCH_COLUMNS = ("#", "Reference", "Species", "Genus", "Family", "Order", "BIN", "Similarity", "Identity")
 
 
@@ -41,7 +41,7 @@ def sequence_html(sequence: str) -> str:
         marked = "".join(c if c in "ACGT" else f'<span style="background:#ffcc80" title="ambiguous base">{c}</span>'
                          for c in html.escape(chunk))
         lines.append(f'<span style="color:#888">{start + 1:>5}</span> {marked}')
-    return "<pre style='font-family: monospace'>" + "\n".join(lines) + "</pre>"
+    return "<pre style='font-family: monospace; font-size: 9pt'>" + "\n".join(lines) + "</pre>"
 
 
 class SpecimenDetailView(QWidget):
@@ -180,10 +180,17 @@ class SpecimenDetailView(QWidget):
         for rank, dna, img in modality_disagreements(detail):
             lines.append(f"<b>Photo and barcode disagree</b> at {RANK_LABELS[rank].lower()}: the barcode says "
                          f"<i>{html.escape(dna)}</i>, the photo says <i>{html.escape(img)}</i>.")
-        for rank, called, given in given_disagreements(detail):
-            said = (f"the barcode says <i>{html.escape(called)}</i>." if called else
-                    "the barcode could not be called at this rank (no close enough reference).")
-            lines.append(f"The input file names the {RANK_LABELS[rank].lower()} <i>{html.escape(given)}</i>; {said}")
+        given = given_disagreements(detail)
+        conflicts = [d for d in given if d[1]]
+        for rank, called, name in conflicts[:2]:
+            lines.append(f"The input file names the {RANK_LABELS[rank].lower()} <i>{html.escape(name)}</i>; "
+                         f"the barcode says <i>{html.escape(called)}</i>.")
+        uncalled = [d for d in given if not d[1]]
+        if uncalled and not conflicts:
+            finest = [d for d in uncalled if d[0] != "bin_uri"] or uncalled
+            lines.append(f"The input file names <i>{html.escape(finest[-1][2])}</i>; the barcode could not be called "
+                         f"from the {RANK_LABELS[uncalled[0][0]].lower()} down (no close enough reference in the "
+                         f"library).")
         if s.get("error"):
             lines.append(f"<b>Error:</b> {html.escape(s['error'])}")
         if s.get("review") == "stale":

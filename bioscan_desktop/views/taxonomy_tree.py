@@ -63,7 +63,7 @@ class TaxonomyTreeView(QWidget):
     def set_project_tree(self, root, novel_root) -> None:
         if self.current_source != "project":
             return
-        self.model.set_tree(root, novel_root, "Specimens")
+        self.model.set_tree(root, novel_root, "Count")
         self.info.setText("Select a taxon to show its specimens in the table. Novel: share called new "
                           "(no close reference)." if root.count else "No specimens yet.")
 
@@ -76,9 +76,11 @@ class TaxonomyTreeView(QWidget):
     def _after_reset(self) -> None:
         if self.model.rowCount() <= 12:
             self.tree.expandToDepth(0)
-        self.tree.resizeColumnToContents(1)
-        if self.model.columnCount() > 2:
-            self.tree.resizeColumnToContents(2)
+        hh = self.tree.header()
+        for col, width in ((1, 62), (2, 46)):  # narrow numbers: the names need the room
+            if col < self.model.columnCount():
+                hh.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
+                hh.resizeSection(col, width)
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if self.current_source == "project" and current.isValid():
@@ -97,6 +99,7 @@ class TaxonomyTreeView(QWidget):
             else:
                 return False
         self.tree.setCurrentIndex(found)
+        self.tree.scrollTo(found)
         return True
 
     def clear_selection(self) -> None:
