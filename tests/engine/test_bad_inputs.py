@@ -10,7 +10,8 @@ from PIL import Image
 
 from engine.importer import ImportSettings, import_folders
 from engine.project import ProjectError, SpecimenFilter, open_project
-from tests.synthetic import make_barcodes, write_fasta, write_tsv
+from tests.engine.test_importer import synthetic_plate
+from tests.synthetic import write_fasta, write_tsv
 
 SETTINGS = ImportSettings(batch_size=16, metadata_batch_size=3, device="cpu")
 
@@ -121,10 +122,7 @@ def make_key(corpus: Path) -> str:
 
 
 def test_full_disk_stops_cleanly_and_resumes(tmp_path, tiny_library, tiny_dna_pack):
-    recs = make_barcodes(genera=2, species_per_genus=2, records_per_species=150, seed=3)  # 600 records
-    src = tmp_path / "in"
-    src.mkdir()
-    write_tsv(src / "plate.tsv", recs)
+    src, recs = synthetic_plate(tmp_path, records_per_species=150, seed=3)  # 600 records
     project = tmp_path / "p.db"
     p = open_project(project, create=True)
     pages = p.conn.execute("PRAGMA page_count").fetchone()[0]

@@ -197,6 +197,22 @@ def test_image_identifier_hook_is_used_for_photo_only_specimens(tmp_path, synthe
         assert p.import_runs()[0]["models"][0]["modality"] == "image"
 
 
+def synthetic_plate(tmp_path: Path, records_per_species: int, seed: int, genera: int = 2, species: int = 2,
+                    plates: int = 1):
+    """A folder of BIOSCAN-5M style tables with genera x species x records_per_species records."""
+    recs = make_barcodes(genera=genera, species_per_genus=species, records_per_species=records_per_species, seed=seed)
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(plates):
+        write_tsv(src / f"plate{i}.tsv", recs[i::plates])
+    return src, recs
+
+
+def cli_import(src: Path, project: Path, tiny_library, tiny_dna_pack) -> list[str]:
+    return [sys.executable, "-m", "engine.cli", "import", str(src), "--project", str(project), "--library",
+            str(tiny_library), "--model", str(tiny_dna_pack), "--device", "cpu", "--batch-size", "50", "-q"]
+
+
 def _count_committed(project: Path) -> int:
     try:
         con = sqlite3.connect(f"file:{project}?mode=ro", uri=True, timeout=5)
@@ -209,13 +225,9 @@ def _count_committed(project: Path) -> int:
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, tiny_library, tiny_dna_pack):
-    recs = make_barcodes(genera=2, species_per_genus=2, records_per_species=300, seed=5)  # 1200 records
-    src = tmp_path / "in"
-    src.mkdir()
-    write_tsv(src / "plate.tsv", recs)
+    src, recs = synthetic_plate(tmp_path, records_per_species=300, seed=5)  # 1200 records
     project = tmp_path / "p.db"
-    cmd = [sys.executable, "-m", "engine.cli", "import", str(src), "--project", str(project), "--library",
-           str(tiny_library), "--model", str(tiny_dna_pack), "--device", "cpu", "--batch-size", "50", "-q"]
+    cmd = cli_import(src, project, tiny_library, tiny_dna_pack)
     proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -234,17 +246,11 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, tiny_library, tin
 
 def test_sigkill_at_random_points_then_resume(tmp_path, tiny_library, tiny_dna_pack):
     """kill -9 the CLI import several times mid-run; the final resume has every record exactly once."""
-    recs = make_barcodes(genera=4, species_per_genus=3, records_per_species=250, seed=7)  # 3000 records
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(3):
-        write_tsv(src / f"plate{i}.tsv", recs[i::3])
+    src, recs = synthetic_plate(tmp_path, records_per_species=250, seed=7, genera=4, species=3, plates=3)  # 3000
     for i in range(12):
         photo(src / "photos" / f"{recs[i].specimen_id}.jpg", color=(i * 20, 100, 50))
     project = tmp_path / "p.db"
-    cmd = [sys.executable, "-m", "engine.cli", "import", str(src), "--project", str(project),
-           "--library", str(tiny_library), "--model", str(tiny_dna_pack), "--device", "cpu", "--batch-size", "50",
-           "-q"]
+    cmd = cli_import(src, project, tiny_library, tiny_dna_pack)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     rng = random.Random(1234)
     kills = 0
