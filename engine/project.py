@@ -47,6 +47,16 @@ class ProjectError(BioscanError):
     """A project database is missing, corrupt, too new, or cannot be written."""
 
 
+def db_text(text: str) -> str:
+    """Text SQLite can store: file names that are not valid UTF-8 (undecodable bytes, which Python
+    keeps as lone surrogates) are written with backslash escapes instead of failing the batch."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -550,6 +560,10 @@ class ItemResult:
     given: dict[str, str] = field(default_factory=dict)  # taxonomy given in the input row
     aliases: dict[str, str] = field(default_factory=dict)  # alias -> source ("sampleid", ...)
 
+    def __post_init__(self) -> None:
+        for name in ("record_key", "specimen_key", "error", "processid", "sampleid"):
+            setattr(self, name, db_text(getattr(self, name)))
+
 
 class ProjectWriter:
     """Write methods used by engine.importer; each is one transaction."""
@@ -584,10 +598,11 @@ class ProjectWriter:
 
     # -- files -------------------------------------------------------------------------------
     def file_state(self, path: str) -> dict[str, Any] | None:
-        return self.project._one("SELECT * FROM files WHERE path = ?", [path])
+        return self.project._one("SELECT * FROM files WHERE path = ?", [db_text(path)])
 
     def register_file(self, path: str, kind: str, size: int, mtime_ns: int, sha256: str, run_id: int) -> int:
         """Insert or update a file row (not done) and return its id."""
+        path = db_text(path)
         with self.project._transaction() as conn:
             row = conn.execute("SELECT id FROM files WHERE path = ?", [path]).fetchone()
             vals = [kind, size, mtime_ns, sha256, run_id, now_iso()]
@@ -621,7 +636,7 @@ class ProjectWriter:
 
     def mark_file(self, file_id: int, status: str, error: str = "") -> None:
         with self.project._transaction() as conn:
-            _finish_file(conn, file_id, status, error)
+            _finish_file(conn, file_id, status, db_text(error))
 
     # -- metadata tables -----------------------------------------------------------------------
     def write_metadata(self, file_id: int, rows: Sequence[dict[str, str]], key_column: str | None,
@@ -661,10 +676,12 @@ class ProjectWriter:
 
     def resolve_key(self, key: str) -> str:
         """The specimen key an id stands for: itself, or the processid an alias (sampleid, photo name) maps to."""
+        key = db_text(key)
         row = self.conn.execute("SELECT specimen_key FROM aliases WHERE alias = ?", [key]).fetchone()
         return row[0] if row else key
 
     def known_key(self, key: str) -> bool:
+        key = db_text(key)
         return self.conn.execute(
             "SELECT 1 FROM specimens WHERE specimen_key = ? UNION ALL SELECT 1 FROM aliases WHERE alias = ? "
             "UNION ALL SELECT 1 FROM metadata_records WHERE key = ? LIMIT 1", [key, key, key]).fetchone() is not None

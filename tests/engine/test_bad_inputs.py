@@ -64,6 +64,8 @@ def corpus(tmp_path, synthetic_split):
         f"M{i}\tMS{i}\tPeru\n" for i in range(7)) + "M7\tbroken\n")  # 7 good rows, 1 malformed
     (d / "gone.fasta").symlink_to(d / "no such target.fasta")  # unreadable: a broken link
     (d / "vanishing.jpg").write_bytes(jpeg_bytes())
+    with open(os.fsencode(d) + b"/latin1 \xe9t\xe9.jpg", "wb") as fh:  # a name that is not UTF-8
+        fh.write(jpeg_bytes())
     return d
 
 
@@ -102,7 +104,7 @@ def test_bad_inputs_become_specific_error_rows(corpus, tmp_path, tiny_library, t
         good = {s["specimen_key"]: s for s in p.list_specimens(SpecimenFilter(status=["ok", "novel", "pending"]),
                                                                 limit=100)}
         known = synthetic_split[1]
-        assert "Ämeise nr 1 (Kopie)" in good and "sixteen bit" in good
+        assert "Ämeise nr 1 (Kopie)" in good and "sixteen bit" in good and "latin1 \\xe9t\\xe9" in good
         assert {r.specimen_id for r in known[2:7]} <= set(good)  # rows.tsv's good rows, the unicode FASTA
         meta = next(f for f in p.files() if f["name"] == "meta data.tsv")
         assert (meta["status"], meta["records"], meta["done"]) == ("ok", 7, 1)  # streamed in chunks of 3
