@@ -148,6 +148,9 @@ class SpecimenFilter:
     has_errors: bool | None = None
     review: Sequence[str] | str | None = None  # "", "accepted", "overridden", "stale"
     run_id: int | None = None  # last touched by this import run
+    min_confidence: float | None = None  # machine confidence at the finest called rank, inclusive
+    max_confidence: float | None = None  # exclusive, and uncalled specimens count as below it
+    ids: Sequence[int] | None = None  # only these specimen ids (e.g. a selection on a cluster map)
 
     def where(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -186,6 +189,15 @@ class SpecimenFilter:
         if self.run_id is not None:
             clauses.append("run_id = ?")
             args.append(self.run_id)
+        if self.min_confidence is not None:
+            clauses.append("confidence >= ?")
+            args.append(float(self.min_confidence))
+        if self.max_confidence is not None:
+            clauses.append("(confidence < ? OR confidence IS NULL)")
+            args.append(float(self.max_confidence))
+        if self.ids is not None:
+            clauses.append("id IN (SELECT value FROM json_each(?))")  # one parameter, any number of ids
+            args.append(json.dumps([int(i) for i in self.ids]))
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 

@@ -81,6 +81,11 @@ def test_list_filters_sorts_and_pages_in_sql(project):
     assert project.count_specimens(SpecimenFilter(has_errors=True)) == 10
     assert project.count_specimens(SpecimenFilter(modality="photo")) == 5
     assert project.count_specimens(SpecimenFilter(novel=True)) == sum(n for _, _, n in taxa)
+    confident = sum(c >= 0.9 for _, c, _ in taxa)
+    assert project.count_specimens(SpecimenFilter(min_confidence=0.9)) == confident
+    assert project.count_specimens(SpecimenFilter(max_confidence=0.9)) == 315 - confident  # + uncalled ones
+    picked = [r["id"] for r in project.list_specimens(limit=40)][::3]
+    assert [r["id"] for r in project.list_specimens(SpecimenFilter(ids=picked))] == picked
     with pytest.raises(ValueError, match="cannot sort"):
         project.list_specimens(sort="id; DROP TABLE specimens")
 
