@@ -197,7 +197,7 @@ class _WardCuts:
     first only replays merges instead of rebuilding the tree.
     """
 
-    def __init__(self, space: np.ndarray, seed: int):
+    def __init__(self, space: np.ndarray):
         self.space = space
         self.connectivity = None
         if len(space) > WARD_CONNECTIVITY_ABOVE:
@@ -248,7 +248,7 @@ def _search_k(score, k_min: int, k_max: int, progress: ProgressCallback) -> int:
 def _agglomerative(space: np.ndarray, n_clusters: int | None, seed: int, k_range: tuple[int, int] | None,
                    progress: ProgressCallback) -> tuple[np.ndarray, dict, list[tuple[int, float]], list[str]]:
     n = len(space)
-    cuts = _WardCuts(space, seed)
+    cuts = _WardCuts(space)
     approx = []
     if cuts.connectivity is not None:
         approx.append(f"Ward merges restricted to a {WARD_CONNECTIVITY_NEIGHBORS}-nearest-neighbour graph")
