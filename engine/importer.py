@@ -213,6 +213,7 @@ class _Importer:
         self.total = 0
         self.run_id = 0
         self.items = 0
+        self.phase = "importing"  # the progress message
 
     # -- orchestration ---------------------------------------------------------------------
     def run(self, inputs: Sequence[str | Path]) -> ImportReport:
@@ -268,7 +269,7 @@ class _Importer:
                 self.writer.finish_run(self.run_id, status, {**result.counts, "items": self.items,
                                                              "files_unchanged": result.files_unchanged,
                                                              "files_ignored": result.files_ignored}, message)
-        report(self.progress, self.total, self.total, "importing")
+        report(self.progress, self.total, self.total, "imported")
         return result
 
     def _close_stale_runs(self) -> None:
@@ -295,14 +296,15 @@ class _Importer:
                            "sha256": getattr(source, "model_sha256", "")})
         return {"models": models, **lib}
 
-    def _tick(self, n: int, message: str = "importing") -> None:
+    def _tick(self, n: int, phase: str) -> None:
+        self.phase = phase
         self.done += n
         self.total = max(self.total, self.done)
-        report(self.progress, self.done, self.total, message)
+        report(self.progress, self.done, self.total, phase)
 
     def _inner_progress(self, done: int, total: int, message: str) -> None:
-        # keeps the overall line moving (and Cancelled working) inside a long batch
-        report(self.progress, self.done, self.total, "importing")
+        # keeps the overall line alive (and Cancelled working) inside a long batch
+        report(self.progress, self.done, self.total, self.phase)
 
     # -- planning: what changed since the last run ----------------------------------------------
     def _plan(self, files: list[ScannedFile]) -> tuple[list[_Work], int]:
@@ -355,7 +357,7 @@ class _Importer:
         self.writer.write_batch(self.run_id, [item], [])
         self.writer.mark_file(w.file_id, "error", message)
         self.items += 1
-        self._tick(w.estimate)
+        self._tick(w.estimate, self.phase)
 
     # -- metadata tables -----------------------------------------------------------------------
     def _import_metadata(self, work: list[_Work]) -> None:
@@ -427,6 +429,7 @@ class _Importer:
     def _flush_barcodes(self, batch: list[tuple[_Work, Barcode | RecordError]], finished: list[int]) -> None:
         from engine.qc import check_barcode
 
+        self.phase = "identifying barcodes"
         if not batch and not finished:
             return
         items: list[ItemResult] = []
@@ -497,6 +500,7 @@ class _Importer:
         return self.writer.resolve_key(key) if paired else None
 
     def _import_photos(self, work: list[_Work]) -> None:
+        self.phase = "checking photos"
         size = self.settings.photo_batch_size
         for start in range(0, len(work), size):
             chunk = work[start:start + size]

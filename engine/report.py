@@ -63,7 +63,8 @@ def _bar(ax, pairs: list[tuple[str, int]], title: str, color: str) -> None:
         ax.set_title(title)
         return
     labels, values = zip(*reversed(pairs))
-    ax.barh(range(len(values)), values, color=color)
+    bars = ax.barh(range(len(values)), values, color=color)
+    ax.bar_label(bars, fontsize=7, padding=2)
     ax.set_yticks(range(len(values)), labels=[lb[:40] for lb in labels], fontsize=7)
     ax.set_title(title)
     ax.set_xlabel("specimens")
