@@ -246,7 +246,8 @@ class Project:
             conn.execute("PRAGMA busy_timeout = 30000")
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across app crashes
+                # FULL: a committed batch survives power loss too (one fsync per batch is cheap)
+                conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             project = cls(path, conn, readonly)
             project._migrate()
