@@ -128,11 +128,11 @@ def meta_xml() -> bytes:
     return ET.tostring(archive, encoding="utf-8", xml_declaration=True)
 
 
-def eml_xml(title: str, software: str, pub_date: str, n: int) -> bytes:
+def eml_xml(title: str, software: str, pub_date: str, n: int, package_id: str) -> bytes:
     eml = ET.Element("eml:eml", {
         "xmlns:eml": "eml://ecoinformatics.org/eml-2.1.1", "xmlns:xsi": "http://www.w3.org/2001/XMLSchema-instance",
         "xsi:schemaLocation": "eml://ecoinformatics.org/eml-2.1.1 http://rs.gbif.org/schema/eml-gbif-profile/1.1/eml.xsd",
-        "packageId": title, "system": "BIOSCAN Desktop", "scope": "system", "xml:lang": "en"})
+        "packageId": package_id, "system": "BIOSCAN Desktop", "scope": "system", "xml:lang": "en"})
     ds = ET.SubElement(eml, "dataset")
     ET.SubElement(ds, "title", {"xml:lang": "en"}).text = title
     creator = ET.SubElement(ds, "creator")
@@ -174,7 +174,8 @@ def write_dwca(project, path: str | Path) -> int:
                 row = occurrence_row(s, project_id, software)
                 fh.write("\t".join(row[c] for c in COLUMNS) + "\n")
                 n += 1
-        zf.writestr("eml.xml", eml_xml(f"BIOSCAN Desktop project {project.path.stem}", software, now_iso()[:10], n))
+        zf.writestr("eml.xml", eml_xml(f"BIOSCAN Desktop project {project.path.stem}", software, now_iso()[:10], n,
+                                       package_id=f"urn:bioscan-desktop:{project_id}"))
     os.replace(tmp, path)
     return n
 

@@ -98,6 +98,7 @@ def test_dwc_archive_is_structurally_valid(imported, tmp_path):
     assert (ro["scientificName"], ro["identifiedBy"], ro["specificEpithet"]) == ("Genus9 species9", "Dr. Ana", "species9")
     assert ro["identificationVerificationStatus"] == "verified by expert"
     assert eml.find("dataset/title").text and eml.find("dataset/pubDate").text
+    assert eml.get("packageId") == r0["occurrenceID"].rsplit(":", 1)[0]  # urn:bioscan-desktop:<project id>
 
 
 @pytest.mark.parametrize("suffix,magic", [(".pdf", b"%PDF"), (".png", b"\x89PNG"), (".html", b"<!doctype html>")])
