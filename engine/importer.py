@@ -23,10 +23,12 @@ from engine.records import Barcode, Call, Match, RecordError
 from engine.scan import ScannedFile, photo_key, scan_folders
 
 
-class ImageIdentifier(Protocol):
-    """The hook the image encoder (issue 4) fills: calls and ranked matches for 8-bit RGB photos.
+class PhotoMatcher(Protocol):
+    """The photo hook: engine.identify_image.ImageIdentifier fills it (any object with this
+    ``match`` does): calls and ranked matches for 8-bit RGB photos.
 
-    Optional attributes recorded as provenance: ``pack`` (with name, version) and ``model_sha256``.
+    Provenance is read from its ``encoder`` (or itself): ``pack`` (name, version), ``precision``,
+    ``model_sha256``; embeddings computed by ``encoder.embed`` are stored with the photo.
     """
 
     def match(self, images: list, progress: ProgressCallback = None) -> list[tuple[Call, list[Match]]]: ...
@@ -152,7 +154,7 @@ def _import_lock(project_path: Path):
 
 def open_photo_identifier(library: str | Path | None = None, image_model: str | Path | None = None,
                           device: str = "auto", enabled: bool = True) -> tuple[Any, str]:
-    """(an ImageIdentifier or None, a note for the user).
+    """(an engine.identify_image.ImageIdentifier or None, a note for the user).
 
     An explicit ``image_model`` must open (errors raise); without one the bundled image pack is
     used when there is one and it fits the library, else photos are stored unidentified.
@@ -178,7 +180,7 @@ def import_folders(
     library: str | Path | None = None,
     model: str | Path | None = None,
     identifier=None,
-    image_identifier: ImageIdentifier | None = None,
+    image_identifier: PhotoMatcher | None = None,
     settings: ImportSettings | None = None,
     progress: ProgressCallback = None,
 ) -> ImportReport:
