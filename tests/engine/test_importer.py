@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -173,13 +174,20 @@ def test_image_identifier_hook_is_used_for_photo_only_specimens(tmp_path, synthe
                                                                 tiny_dna_pack):
     from engine.records import Call, Match, RankCall, Taxonomy
 
-    class FixedImageIdentifier:  # stands in for the image engine (issue 4)
+    class Encoder:
         model_sha256 = "f" * 64
+        precision = "int8"
 
+        def embed(self, images, progress=None):
+            return np.tile(np.eye(4, dtype=np.float32)[1], (len(images), 1))
+
+    class FixedImageIdentifier:  # stands in for engine.identify_image.ImageIdentifier
         def __init__(self):
             self.seen = []
+            self.encoder = Encoder()
 
         def match(self, images, progress=None):
+            self.encoder.embed(images)
             self.seen.extend(im.size for im in images)
             tax = Taxonomy("Hymenoptera", "Apidae", "", "Bombus", "Bombus sp", "")
             call = Call({r: RankCall(r, tax.get(r) if r in ("order", "family") else "", 0.8)
@@ -193,7 +201,10 @@ def test_image_identifier_hook_is_used_for_photo_only_specimens(tmp_path, synthe
     with open_project(tmp_path / "p.db", readonly=True) as p:
         s = p.specimen("bee").specimen
         assert (s["status"], s["call_modality"], s["family"], s["top_similarity"]) == ("ok", "image", "Apidae", 0.91)
-        assert p.import_runs()[0]["models"][0]["modality"] == "image"
+        model = p.import_runs()[0]["models"][0]
+        assert (model["modality"], model["sha256"], model["precision"]) == ("image", "f" * 64, "int8")
+        ids, mat = p.embeddings("photo")
+        assert ids == [p.specimen_id("bee")] and mat.tolist() == [[0.0, 1.0, 0.0, 0.0]]
 
 
 def synthetic_plate(tmp_path: Path, records_per_species: int, seed: int, genera: int = 2, species: int = 2,
