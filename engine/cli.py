@@ -59,7 +59,7 @@ def cmd_identify(args) -> int:
         image_ident = open_image_identifier(args.library, args.image_model, device=args.device,
                                             min_confidence=args.min_confidence)
         photo_results = image_ident.identify(photos, progress=_progress(args))
-        results = results + photo_results + fuse_identifications(results, photo_results, args.min_confidence)
+        results = results + photo_results + fuse_identifications(results, photo_results)
         ident = ident or image_ident
     rows = [r.as_row() for r in results]
     if args.out:

@@ -12,13 +12,13 @@ How the evidence is combined, rank by rank (order, family, genus, species, BIN):
   (1 - p_dna) p_photo); the specimen is flagged ``disagreement`` at the coarsest such
   rank, which is what a lab mix-up (photo and tube of different specimens) looks like;
 * only the barcode names it: kept as is;
-* only the photo names it: used when there is no usable barcode call, or when the barcode
-  left that rank empty without calling it new (a split vote); never where the barcode
-  says the taxon is absent from the library (novel at or above that rank), and only if
-  it agrees with the ranks already called above it.
+* only the photo names it: left empty. Photo calls matched against barcode references
+  (cross-modal) are still weak (docs/benchmarks.md, "Image encoder"), and in the simulated
+  specimens letting them fill ranks the barcode left open added wrong calls; the photo's
+  call stands alone only when there is no barcode call at all.
 
-So a fused call never drops or changes a name the barcode called; the photo can only add
-ranks the barcode left open, raise or lower confidences, and raise the disagreement flag.
+So a fused call names exactly what the barcode called; the photo raises or lowers the
+confidences and raises the disagreement flag.
 Matches are the barcode's (the photo's when there is no barcode call).
 """
 from __future__ import annotations
@@ -26,8 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.records import RANKS, Call, Match, RankCall
-
-NOVELTY_ORDER = ("order", "family", "genus", "species")
 
 
 @dataclass
@@ -43,15 +41,7 @@ class FusedCall:
         return [f"photo_disagrees_at_{self.disagreement_rank}"] if self.disagreement else []
 
 
-def _novel_at(call: Call, rank: str) -> bool:
-    """Whether a call says the specimen's taxon at ``rank`` is absent from the library."""
-    if not call.novel or call.novel_rank not in NOVELTY_ORDER or rank not in NOVELTY_ORDER:
-        return False
-    return NOVELTY_ORDER.index(rank) >= NOVELTY_ORDER.index(call.novel_rank)
-
-
-def fuse(dna: tuple[Call, list[Match]] | None, image: tuple[Call, list[Match]] | None,
-         min_confidence: float = 0.5) -> FusedCall:
+def fuse(dna: tuple[Call, list[Match]] | None, image: tuple[Call, list[Match]] | None) -> FusedCall:
     """Combine a barcode's and a photo's results for the same specimen (either may be None)."""
     if dna is None and image is None:
         raise ValueError("fuse needs at least one of a DNA and an image result")
@@ -63,7 +53,6 @@ def fuse(dna: tuple[Call, list[Match]] | None, image: tuple[Call, list[Match]] |
     ranks: dict[str, RankCall] = {}
     sources: dict[str, str] = {}
     disagreement_rank = ""
-    chain_ok = True  # every coarser rank is called in the fused result
     for rank in RANKS:
         dn, pd = d.name(rank), d.confidence(rank)
         iname, pi = im.name(rank), im.confidence(rank)
@@ -78,13 +67,7 @@ def fuse(dna: tuple[Call, list[Match]] | None, image: tuple[Call, list[Match]] |
         elif dn:
             ranks[rank] = RankCall(rank, dn, pd)
             sources[rank] = "dna"
-        elif iname and chain_ok and pi >= min_confidence and not _novel_at(d, rank) \
-                and all(im.name(r) == ranks[r].name for r in RANKS[: RANKS.index(rank)] if ranks[r].name):
-            ranks[rank] = RankCall(rank, iname, pi)
-            sources[rank] = "image"
         else:
             ranks[rank] = RankCall(rank, "", pd)
-        if rank != "bin_uri" and not ranks[rank].name:
-            chain_ok = False
     call = Call(ranks, novel=d.novel, novel_rank=d.novel_rank)
     return FusedCall(call, list(dna[1]), bool(disagreement_rank), disagreement_rank, sources)

@@ -6,8 +6,9 @@ against its DNA references (cross-modal). Calls stop at family: the photo labels
 train and calibrate on name orders and families (ants = Formicidae, bees, order example
 photos), never genera or species, so finer ranks are left empty rather than guessed.
 
-Calibration follows engine.assign (a presence threshold and a logistic confidence per
-rank) but only for order and family:
+Calibration follows engine.assign (vote temperature, logistic confidence per rank, a
+presence threshold) but only for order and family; a photo is "novel" when its top score
+says its family is absent from the references:
 
 * photo references: leave-one-out on the library's own photos (``calibrate_photo_library``);
 * DNA references: photos held out of training, matched against the DNA library the pack
@@ -17,12 +18,14 @@ rank) but only for order and family:
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from engine.assign import Assigner, Candidates, DEFAULT_MIN_CONFIDENCE, _best_threshold, _fit_logistic, vote
+from engine.assign import (DEFAULT_MIN_CONFIDENCE, TEMPERATURES, Assigner, Candidates, _fit_logistic,
+                           best_threshold, vote)
 from engine.errors import BioscanError, LibraryError, ModelPackError
 from engine.identify import TOP_K, Identification
 from engine.io.images import LabelledPhoto, load_photo
@@ -31,64 +34,92 @@ from engine.progress import ProgressCallback, report
 from engine.records import RANKS, Call, Match, RankCall, Taxonomy
 
 PHOTO_RANKS = ("order", "family")
+UNKNOWN_FAMILY = "(family unknown)"
 CALIBRATION_KEY = "calibration.image"
-_NEVER = -2.0  # below any cosine: the rank is never "absent" (and never called: see _uncalled)
-_UNCALLED = [-10.0, 0.0, 0.0]  # logistic giving ~0 confidence
+_NEVER = -2.0  # below any cosine: never "absent"
+_ALWAYS_ABSENT = 2.0  # above any cosine: BINs are never called from photos
+_UNCALLED = [-10.0, 0.0, 0.0]  # logistic giving ~0 confidence: genus and species are never called
 
 
 def calibrate_photo_calls(emb: np.ndarray, truth: Sequence[Taxonomy], ref_matrix: np.ndarray,
                           ref_taxonomy: Sequence[Taxonomy], k: int = TOP_K, exclude_self: bool = False) -> dict:
     """Assigner calibration for photo calls at order and family, from labelled photos.
 
-    Present: the photo's top score with its taxon in the references; absent: the top score
-    once every reference of its taxon is removed. With ``exclude_self`` the photos are the
-    references themselves (row i = reference i) and each is left out of its own search.
+    The vote temperature is the one that makes the photos' family (else order) votes most
+    accurate; the logistic confidences are fitted per rank on (top score, vote share); the
+    "novel" threshold is the family-presence one: the photo's top score with its family in
+    the references (present) against the top score with every reference of its family
+    removed (absent). With ``exclude_self`` the photos are the references themselves (row
+    i = reference i) and each is left out of its own search.
     """
     sims = emb @ ref_matrix.T
     if exclude_self:
         np.fill_diagonal(sims, -np.inf)
-    names = {r: np.array([t.get(r) for t in ref_taxonomy]) for r in PHOTO_RANKS}
-    present = {r: [] for r in PHOTO_RANKS}
-    absent = {r: [] for r in PHOTO_RANKS}
-    rows = {r: [] for r in PHOTO_RANKS}
+    ref_taxonomy = [_voting_taxonomy(t) for t in ref_taxonomy]
+    truth = [_voting_taxonomy(t) for t in truth]
+    family = np.array([t.family for t in ref_taxonomy])
+    tops = []
+    present, absent = [], []
     for q, t in enumerate(truth):
         s = sims[q]
         top = np.argsort(-s)[:k]
         top = top[np.isfinite(s[top])]
-        if not len(top):
-            continue
-        votes = vote(Candidates([ref_taxonomy[c] for c in top], s[top], "similarity"))
-        for r in PHOTO_RANKS:
-            want = t.get(r)
-            if not want:
-                continue
-            rows[r].append((float(s[top[0]]), votes[r][1], float(votes[r][0] == want)))
-            others = names[r] == want
+        tops.append(top)
+        if t.family and len(top):
+            others = family == t.family
             if exclude_self:
                 others[q] = False
             if others.any():
-                present[r].append(float(s[top[0]]))
-            rest = s[~(names[r] == want)]
+                present.append(float(s[top[0]]))
+            rest = s[family != t.family]
             if len(rest):
-                absent[r].append(float(rest.max()))
-    threshold, logistic, rates = {}, {}, {}
+                absent.append(float(rest.max()))
+
+    def votes_at(temperature: float) -> dict[str, list]:
+        rows = {r: [] for r in PHOTO_RANKS}
+        for q, t in enumerate(truth):
+            top = tops[q]
+            if not len(top):
+                continue
+            v = vote(Candidates([ref_taxonomy[c] for c in top], sims[q][top], "similarity"), temperature)
+            for r in PHOTO_RANKS:
+                if t.get(r):
+                    rows[r].append((float(sims[q][top[0]]), v[r][1], float(v[r][0] == t.get(r))))
+        return rows
+
+    def accuracy(rows: dict[str, list]) -> float:
+        scored = rows["family"] or rows["order"]
+        return float(np.mean([x[2] for x in scored])) if scored else 0.0
+
+    temperature = max(TEMPERATURES["similarity"], key=lambda tt: accuracy(votes_at(tt)))
+    rows = votes_at(temperature)
+    t_family, false_novel, missed = best_threshold(np.array(present), np.array(absent))
+    logistic, rates = {}, {}
     for r in RANKS:
         if r in PHOTO_RANKS and rows[r]:
-            t, fa, fp = _best_threshold(np.array(present[r]), np.array(absent[r]))
-            threshold[r] = max(t, _NEVER)
             v = np.array(rows[r])
             logistic[r] = _fit_logistic(v[:, :2], v[:, 2].astype(int))
-            rates[r] = {"false_novel": fa, "missed_novel": fp, "n": len(rows[r]),
-                        "top1_vote_accuracy": round(float(v[:, 2].mean()), 4)}
+            rates[r] = {"n": len(rows[r]), "top_vote_accuracy": round(float(v[:, 2].mean()), 4)}
         else:
-            threshold[r], logistic[r] = _NEVER, list(_UNCALLED)
-    return {"similarity": {"threshold": threshold, "logistic": logistic, "rates": rates},
+            logistic[r] = list(_UNCALLED)
+    rates["family_absent"] = {"false_novel": false_novel, "missed_novel": missed,
+                              "n_present": len(present), "n_absent": len(absent)}
+    # the Assigner's "species" threshold flags novelty; for photos it is the family's
+    threshold = {"species": max(t_family, _NEVER), "bin_uri": _ALWAYS_ABSENT}
+    return {"similarity": {"threshold": threshold, "temperature": temperature, "logistic": logistic, "rates": rates},
             "ranks": list(PHOTO_RANKS), "n_photos": len(truth)}
 
 
+def _voting_taxonomy(t: Taxonomy) -> Taxonomy:
+    """A photo reference known only to order votes for "family unknown" rather than not at all,
+    so that e.g. bee photos (no family label) do not leave the family vote to ant photos."""
+    return replace(t, family=UNKNOWN_FAMILY) if t.order and not t.family else t
+
+
 def _photo_call(call: Call) -> Call:
-    """Keep only the ranks photos are calibrated for."""
-    ranks = {r: (call.ranks[r] if r in PHOTO_RANKS else RankCall(r, "", 0.0)) for r in RANKS}
+    """Keep only the ranks photos are calibrated for; "family unknown" is no family call."""
+    ranks = {r: (call.ranks[r] if r in PHOTO_RANKS and call.ranks[r].name != UNKNOWN_FAMILY
+                 else RankCall(r, "", call.ranks[r].confidence if r in PHOTO_RANKS else 0.0)) for r in RANKS}
     novel_rank = call.novel_rank if call.novel_rank in PHOTO_RANKS else ""
     return Call(ranks, novel=bool(novel_rank), novel_rank=novel_rank)
 
@@ -124,6 +155,7 @@ class ImageIdentifier:
                 raise ModelPackError(f"image model {encoder.pack.ident} has no calibration for photo calls")
             self.reference_modality = "dna"
         self.refs = library.references(self.reference_modality)
+        self.vote_taxonomy = [_voting_taxonomy(t) for t in self.refs.taxonomy]
         self.assigner = Assigner(calibration, min_confidence=min_confidence)
 
     def match(self, images: Sequence, progress: ProgressCallback = None) -> list[tuple[Call, list[Match]]]:
@@ -135,7 +167,8 @@ class ImageIdentifier:
         out = []
         for q in range(len(images)):
             tax = [self.refs.taxonomy[c] for c in pos[q]]
-            call = _photo_call(self.assigner.assign(Candidates(tax, sims[q], "similarity")))
+            votes = [self.vote_taxonomy[c] for c in pos[q]]
+            call = _photo_call(self.assigner.assign(Candidates(votes, sims[q], "similarity")))
             out.append((call, [Match(self.refs.record_ids[c], tax[i], float(sims[q][i])) for i, c in enumerate(pos[q])]))
         return out
 
@@ -207,8 +240,7 @@ def open_image_identifier(library_path: str | Path | None = None, model_path: st
     return ImageIdentifier(library, encoder, min_confidence=min_confidence)
 
 
-def fuse_identifications(dna: Sequence[Identification], photos: Sequence[Identification],
-                         min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> list[Identification]:
+def fuse_identifications(dna: Sequence[Identification], photos: Sequence[Identification]) -> list[Identification]:
     """One extra "dna+image" result per specimen id that has both a barcode call and a photo call.
 
     The fused call comes from engine.fuse.fuse; a disagreement between photo and barcode is
@@ -224,7 +256,7 @@ def fuse_identifications(dna: Sequence[Identification], photos: Sequence[Identif
         p = by_id.get(d.specimen_id)
         if p is None or d.call is None:
             continue
-        f = fuse((d.call, d.matches), (p.call, p.matches), min_confidence=min_confidence)
+        f = fuse((d.call, d.matches), (p.call, p.matches))
         qc = replace(d.qc, flags=list(d.qc.flags) + f.flags) if d.qc is not None else None
         out.append(Identification(d.specimen_id, f"{d.source_file};{p.source_file}", "dna+image",
                                   call=f.call, matches=f.matches, qc=qc))

@@ -225,3 +225,18 @@ def test_cli_builds_a_photo_library_and_identifies_against_it(trained_pack, phot
     assert len(rows) == len(held) and all(r["modality"] == "image" for r in rows)
     # the library holds the held-out photos too (the labels table names them): each finds itself
     assert all(r["top_match_id"] == r["specimen_id"] for r in rows)
+
+
+def test_bundle_keeps_only_the_int8_model(trained_pack, tmp_path):
+    from engine.models.image_encoder import ImageEncoder
+    from engine.models.pack import load_pack
+    from engine.train.image import bundle_int8
+
+    src = load_pack(trained_pack[0])
+    dest = load_pack(bundle_int8(src.path, tmp_path / "bundled"))
+    assert [f["precision"] for f in dest.files] == ["int8"]
+    assert dest.model_file("int8")["sha256"] == src.model_file("int8")["sha256"]
+    assert sorted(p.name for p in dest.path.iterdir()) == ["manifest.json", "model.int8.onnx"]
+    assert dest.manifest["aligned_to"] == src.manifest["aligned_to"]
+    with pytest.raises(ModelPackError, match="no fp32 model"):
+        ImageEncoder(dest, precision="fp32", device="cpu")
