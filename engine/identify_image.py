@@ -41,6 +41,13 @@ _ALWAYS_ABSENT = 2.0  # above any cosine: BINs are never called from photos
 _UNCALLED = [-10.0, 0.0, 0.0]  # logistic giving ~0 confidence: genus and species are never called
 
 
+def centred(matrix: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Unit rows of ``matrix - center``: DNA embeddings share a large common component, so
+    photos are aligned to (and matched in) the library-centred DNA space."""
+    m = (matrix - center).astype(np.float32)
+    return m / np.linalg.norm(m, axis=1, keepdims=True).clip(1e-12)
+
+
 def calibrate_photo_calls(emb: np.ndarray, truth: Sequence[Taxonomy], ref_matrix: np.ndarray,
                           ref_taxonomy: Sequence[Taxonomy], k: int = TOP_K, exclude_self: bool = False) -> dict:
     """Assigner calibration for photo calls at order and family, from labelled photos.
@@ -156,6 +163,12 @@ class ImageIdentifier:
             self.reference_modality = "dna"
         self.refs = library.references(self.reference_modality)
         self.vote_taxonomy = [_voting_taxonomy(t) for t in self.refs.taxonomy]
+        self.index = self.refs.index
+        center = encoder.pack.manifest.get("aligned_to", {}).get("center")
+        if self.reference_modality == "dna" and center:  # photos live in the library-centred DNA space
+            from engine.search import ExactIndex
+
+            self.index = ExactIndex(centred(self.refs.matrix, np.asarray(center, dtype=np.float32)))
         self.assigner = Assigner(calibration, min_confidence=min_confidence)
 
     def match(self, images: Sequence, progress: ProgressCallback = None) -> list[tuple[Call, list[Match]]]:
@@ -163,7 +176,7 @@ class ImageIdentifier:
         if not len(images):
             return []
         emb = self.encoder.embed(images, progress=progress)
-        sims, pos = self.library.search(emb, self.k, self.reference_modality)
+        sims, pos = self.index.search(emb, self.k)
         out = []
         for q in range(len(images)):
             tax = [self.refs.taxonomy[c] for c in pos[q]]

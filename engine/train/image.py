@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from engine.identify_image import centred
 from engine.io.images import LabelledPhoto, load_photo
 from engine.models.image_preprocess import ImagePreprocess
 from engine.models.pack import write_manifest
@@ -49,6 +50,7 @@ class Prototypes:
     names: list[str]
     matrix: np.ndarray  # (n, dim) float32
     taxonomy: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (order, family)
+    center: np.ndarray | None = None  # the DNA space's centre the prototypes were taken from
 
     def index(self, name: str) -> int | None:
         try:
@@ -57,8 +59,10 @@ class Prototypes:
             return None
 
 
-def dna_prototypes(matrix: np.ndarray, taxonomy: Sequence, min_records: int = 3) -> Prototypes:
-    """Mean DNA embedding (re-normalised) of every family, order and group with enough records."""
+def dna_prototypes(matrix: np.ndarray, taxonomy: Sequence, min_records: int = 3,
+                   center: np.ndarray | None = None) -> Prototypes:
+    """Mean DNA embedding of every family, order and group with enough records, minus
+    ``center`` (default: the mean of all records), re-normalised."""
     groups: dict[str, list[int]] = {}
     tax: dict[str, tuple[str, str]] = {}
     for i, t in enumerate(taxonomy):
@@ -73,9 +77,9 @@ def dna_prototypes(matrix: np.ndarray, taxonomy: Sequence, min_records: int = 3)
                 groups.setdefault(f"group:{group}", []).append(i)
                 tax[f"group:{group}"] = (t.order, "")
     names = sorted(n for n, rows in groups.items() if len(rows) >= min_records)
-    m = np.stack([matrix[groups[n]].mean(axis=0) for n in names]).astype(np.float32)
-    m /= np.linalg.norm(m, axis=1, keepdims=True).clip(1e-12)
-    return Prototypes(names, m, {n: tax[n] for n in names})
+    center = matrix.mean(axis=0) if center is None else center
+    m = centred(np.stack([matrix[groups[n]].mean(axis=0) for n in names]), center)
+    return Prototypes(names, m, {n: tax[n] for n in names}, center.astype(np.float32))
 
 
 def photo_target(photo: LabelledPhoto, protos: Prototypes) -> int | None:
@@ -240,8 +244,9 @@ def train_image(
         v = torch.randint(0, f.shape[1], (len(idx),))
         return f[idx, v].float()
 
-    # the head conv + bn train; everything else keeps eval behaviour
-    model.backbone._bn1.train()
+    # everything stays in eval mode, batch norms included: bn1's affine parameters train, but
+    # its running statistics (momentum 0.01 in this port) would lag far behind batch statistics
+    # in a few hundred steps, and the exported model would not be the one trained
     losses = []
     for epoch in range(epochs):
         total = 0.0
@@ -315,7 +320,8 @@ def train_image(
         encoder = ImageEncoder(pack, precision="int8", device="cpu")
         emb = encoder.embed([load_photo(p.path) for p in calibration_photos])
         manifest["calibration"] = calibrate_photo_calls(
-            emb, [p.taxonomy for p in calibration_photos], references.matrix, references.taxonomy)
+            emb, [p.taxonomy for p in calibration_photos], centred(references.matrix, prototypes.center),
+            references.taxonomy)
         manifest["calibration"]["references"] = "dna"
         pack = write_manifest(out, manifest)
     return pack.path
@@ -343,7 +349,8 @@ def train_image_from_folders(image_sources: Sequence[str | Path], library_path: 
     log(f"{len(train)} training photos, {len(calib)} for calibration, {len(held)} held out (val_*)")
     summary = {"sources": [Path(s).name for s in image_sources], "held_out_photos": len(held),
                "calibration_photos": len(calib), "library": library.meta.get("name", "")}
-    return train_image(train, protos, out_dir, aligned_to=dict(dna_model), calibration_photos=calib,
+    aligned_to = dict(dna_model, center=[round(float(x), 6) for x in protos.center])
+    return train_image(train, protos, out_dir, aligned_to=aligned_to, calibration_photos=calib,
                        references=refs, data_summary=summary, log=log, **kwargs)
 
 
