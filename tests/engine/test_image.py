@@ -240,3 +240,22 @@ def test_bundle_keeps_only_the_int8_model(trained_pack, tmp_path):
     assert dest.manifest["aligned_to"] == src.manifest["aligned_to"]
     with pytest.raises(ModelPackError, match="no fp32 model"):
         ImageEncoder(dest, precision="fp32", device="cpu")
+
+
+@pytest.mark.real_data
+def test_real_photo_sets_read_split_and_preprocess(real_data):
+    from engine.io.images import load_photo, read_photo_labels
+    from engine.train.image import GROUP_FAMILIES, split_photos
+
+    ants_bees = read_photo_labels(real_data / "images" / "hymenoptera_ants_bees")
+    orders = read_photo_labels(real_data / "images" / "bioscan1m_examples")
+    unlabelled = read_photo_labels(real_data / "images" / "bioscan5m_specimens_unlabeled")
+    assert {p.label for p in ants_bees} == {"ants", "bees"} and "bees" in GROUP_FAMILIES
+    assert all(p.taxonomy.family == "Formicidae" for p in ants_bees if p.label == "ants")
+    assert sum(bool(p.taxonomy.order) for p in orders) >= 10
+    assert all(p.path.is_file() for p in ants_bees + orders + unlabelled)
+    train, calib, held = split_photos(ants_bees + orders)
+    assert held and all(p.path.name.startswith("val_") for p in held)
+    assert not {p.path for p in held} & {p.path for p in train + calib}
+    x = ImagePreprocess().batch([load_photo(p.path) for p in ants_bees[:4] + unlabelled[:4]])
+    assert x.shape == (8, 3, 224, 224) and x.min() >= -1.0 and x.max() <= 1.0
