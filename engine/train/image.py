@@ -161,7 +161,7 @@ def _cached(cache_dir, paths, pre: ImagePreprocess, views: int, seed: int, compu
 
     import torch
 
-    key = hashlib.sha256(json.dumps([sorted(map(str, paths)), [str(p) for p in paths], pre.config(), views, seed,
+    key = hashlib.sha256(json.dumps([[str(Path(p).resolve()) for p in paths], pre.config(), views, seed,
                                      "efficientnet-lite0"]).encode()).hexdigest()[:16]
     f = Path(cache_dir) / f"trunk-{key}.pt"
     if f.is_file():
