@@ -1,17 +1,21 @@
 """Open-world taxonomy calls from a query's nearest references.
 
-For each rank the call is a similarity-weighted vote among the top candidates, kept
-consistent down the ranks (a genus is voted among the references of the called family).
-Two things are calibrated on the library itself (``calibrate``), never hand-picked:
+For each rank the call is a score-weighted vote among the top candidates, kept consistent
+down the ranks (a genus is voted among the references of the called family). Everything
+that decides a call is calibrated on the library itself (``calibrate``), by simulating
+queries with leave-one-out ("present": the record itself removed) and leave-taxon-out
+("absent": its whole species, or BIN, removed):
 
-* a presence threshold per rank: the top score below which the query's taxon at that
-  rank is more likely absent from the library than present. It is set where
-  leave-one-out ("present": drop the record itself, or its species for the genus rank...)
-  and leave-taxon-out ("absent": drop the whole taxon) scores are best separated. A query
-  whose top score falls under the species threshold is flagged ``novel``; the coarsest
-  such rank is its ``novel_rank``, and ranks above it are still called.
-* a confidence per rank: a logistic model of P(call correct | top score, vote share),
-  fitted on the same simulated queries (half with their species present, half absent).
+* ``threshold.species``: the top score below which the query's species is more likely
+  absent from the library than present; the query is then flagged ``novel`` and its
+  species left empty. Set where the present and absent score distributions are best
+  separated (balanced error), but never where more than ``max_false_novel`` of the
+  present queries would be flagged. ``threshold.bin_uri`` likewise for BINs.
+* ``temperature``: how fast vote weights fall with score; the value that makes the
+  simulated species-absent queries' genus votes most accurate.
+* ``logistic``: per rank, P(call correct | top score, vote share), fitted on the simulated
+  queries (half with their species present, half absent). A rank is called only when this
+  confidence reaches ``min_confidence`` and the rank above it was called.
 
 The score is the alignment identity when the library keeps sequences (re-ranking the
 embedding candidates, like BOLD's identity %), else the embedding cosine similarity;
@@ -27,10 +31,10 @@ import numpy as np
 
 from engine.records import RANKS, Call, RankCall, Taxonomy
 
-NOVELTY_RANKS = ("species", "genus", "family", "order")  # fine to coarse
-# Vote weights fall by e for each `temperature` of score below the best candidate.
-TEMPERATURE = {"identity": 0.01, "similarity": 0.02}
+LINEAGE = ("order", "family", "genus", "species")
 DEFAULT_MIN_CONFIDENCE = 0.5
+MAX_FALSE_NOVEL = 0.015
+TEMPERATURES = {"identity": (0.001, 0.002, 0.005, 0.01, 0.02), "similarity": (0.002, 0.005, 0.01, 0.02, 0.05)}
 
 
 @dataclass
@@ -42,25 +46,25 @@ class Candidates:
     score_kind: str  # "identity" | "similarity"
 
 
-def vote(c: Candidates) -> dict[str, tuple[str, float]]:
+def vote(c: Candidates, temperature: float) -> dict[str, tuple[str, float]]:
     """Rank -> (winning name, its share of the vote), consistent down the ranks."""
     if len(c.scores) == 0:
-        return {}
-    w = np.exp((np.asarray(c.scores, dtype=np.float64) - c.scores[0]) / TEMPERATURE[c.score_kind])
-    keep = np.ones(len(w), dtype=bool)
+        return {r: ("", 0.0) for r in RANKS}
+    w = np.exp((np.asarray(c.scores, dtype=np.float64) - float(c.scores[0])) / temperature)
+    members = list(range(len(w)))
     out: dict[str, tuple[str, float]] = {}
     for rank in RANKS:
-        names = [t.get(rank) for t in c.taxonomy]
         totals: dict[str, float] = {}
-        for name, weight, k in zip(names, w, keep):
-            if k and name:
-                totals[name] = totals.get(name, 0.0) + weight
+        for i in members:
+            name = c.taxonomy[i].get(rank)
+            if name:
+                totals[name] = totals.get(name, 0.0) + w[i]
         if not totals:
             out[rank] = ("", 0.0)
             continue
         best = max(totals, key=totals.__getitem__)
-        out[rank] = (best, totals[best] / float(w[keep].sum()))
-        keep = keep & np.array([n == best for n in names])
+        out[rank] = (best, totals[best] / float(sum(w[i] for i in members)))
+        members = [i for i in members if c.taxonomy[i].get(rank) == best]
     return out
 
 
@@ -80,106 +84,85 @@ class Assigner:
         if len(c.scores) == 0:
             return Call({r: RankCall(r, "", 0.0) for r in RANKS}, novel=True, novel_rank="order")
         top = float(c.scores[0])
-        novel_rank = ""
-        for rank in NOVELTY_RANKS:  # fine to coarse: keep the coarsest rank that looks new
-            if top < cal["threshold"][rank]:
-                novel_rank = rank
-        votes = vote(c)
+        novel = top < cal["threshold"]["species"]
+        votes = vote(c, cal["temperature"])
         ranks: dict[str, RankCall] = {}
-        called_down_to = ""  # the finest rank of the unbroken chain order > family > genus > species
         for rank in RANKS:
-            name, share = votes.get(rank, ("", 0.0))
+            name, share = votes[rank]
             a, b, d = cal["logistic"][rank]
-            conf = _sigmoid(a + b * top + d * share)
-            absent = top < cal["threshold"][rank]
-            if rank in NOVELTY_RANKS and novel_rank and RANKS.index(rank) >= RANKS.index(novel_rank):
-                absent = True
-            # a BIN may be called when the species is ambiguous (species sharing a BIN), never
-            # without its genus; every other rank needs the rank above it
-            parent = "genus" if rank == "bin_uri" else (RANKS[RANKS.index(rank) - 1] if rank != "order" else "")
-            parent_ok = not parent or (called_down_to and RANKS.index(called_down_to) >= RANKS.index(parent))
-            if parent_ok and not absent and name and conf >= self.min_confidence:
-                ranks[rank] = RankCall(rank, name, conf)
-                if rank != "bin_uri":
-                    called_down_to = rank
-            else:
-                ranks[rank] = RankCall(rank, "", conf if name else 0.0)
-        return Call(ranks, novel=bool(novel_rank), novel_rank=novel_rank)
+            conf = _sigmoid(a + b * top + d * share) if name else 0.0
+            # a BIN may be called when the species is not (species sharing a BIN), never without its genus
+            parent = "genus" if rank == "bin_uri" else (LINEAGE[LINEAGE.index(rank) - 1] if rank != "order" else "")
+            ok = bool(name) and conf >= self.min_confidence and (not parent or bool(ranks[parent].name))
+            if rank == "species" and novel:
+                ok = False
+            if rank == "bin_uri" and top < cal["threshold"]["bin_uri"]:
+                ok = False
+            ranks[rank] = RankCall(rank, name if ok else "", conf)
+        novel_rank = ""
+        if novel:  # where the novelty starts: the coarsest rank left uncalled
+            novel_rank = next(r for r in LINEAGE if not ranks[r].name)
+        return Call(ranks, novel=novel, novel_rank=novel_rank)
 
 
 # --------------------------------------------------------------------------- calibration
-def _best_threshold(present: np.ndarray, absent: np.ndarray) -> tuple[float, float, float]:
-    """Threshold minimising the balanced error; returns (threshold, false-absent, false-present)."""
+def best_threshold(present: np.ndarray, absent: np.ndarray,
+                   max_false_novel: float = 1.0) -> tuple[float, float, float]:
+    """The threshold t (absent when score < t) minimising the balanced error, lowered if
+    needed so that at most ``max_false_novel`` of ``present`` fall below it.
+
+    Returns (t, share of present below t, share of absent at or above t).
+    """
     if len(present) == 0 or len(absent) == 0:
         return (float("-inf"), 0.0, 1.0)
     cands = np.unique(np.concatenate([present, absent]))
-    p = np.sort(present)
-    a = np.sort(absent)
-    # a query is called "absent" when score < t
-    false_absent = np.searchsorted(p, cands, side="left") / len(p)
-    false_present = 1.0 - np.searchsorted(a, cands, side="left") / len(a)
-    err = false_absent + false_present
+    p, a = np.sort(present), np.sort(absent)
+    false_novel = np.searchsorted(p, cands, side="left") / len(p)
+    missed = 1.0 - np.searchsorted(a, cands, side="left") / len(a)
+    err = np.where(false_novel <= max_false_novel, false_novel + missed, np.inf)
     i = int(np.argmin(err))
-    # every t in (cands[i-1], cands[j]] is as good, for the run i..j of equal error: take the
-    # middle of that gap, the widest margin on both sides
+    # every t in (cands[i-1], cands[j]] is as good for the run i..j of equal error: take the middle
     j = i
     while j + 1 < len(cands) and np.isclose(err[j + 1], err[i]):
         j += 1
     lower = cands[i - 1] if i > 0 else cands[i]
-    return float((lower + cands[j]) / 2), float(false_absent[i]), float(false_present[i])
+    return float((lower + cands[j]) / 2), float(false_novel[i]), float(missed[i])
 
 
 def _fit_logistic(X: np.ndarray, y: np.ndarray) -> list[float]:
     from sklearn.linear_model import LogisticRegression
 
-    if y.min() == y.max():
-        return [10.0 if y[0] else -10.0, 0.0, 0.0]
+    if len(y) == 0 or y.min() == y.max():
+        return [10.0 if len(y) and y[0] else -10.0, 0.0, 0.0]
     m = LogisticRegression(C=10.0, max_iter=1000).fit(X, y)
     return [float(m.intercept_[0]), float(m.coef_[0][0]), float(m.coef_[0][1])]
 
 
-def calibrate(
-    matrix: np.ndarray,
-    taxonomy: Sequence[Taxonomy],
-    sequences: Sequence[str | None] | None = None,
-    n_samples: int = 4000,
-    k: int = 20,
-    seed: int = 0,
-    progress=None,
-) -> dict:
-    """Calibrate thresholds and confidences by leave-one-out / leave-taxon-out on a library.
+def _codes(taxonomy: Sequence[Taxonomy], rank: str) -> np.ndarray:
+    names = [t.get(rank) for t in taxonomy]
+    index = {name: i for i, name in enumerate(sorted(set(names)))}
+    return np.array([index[x] for x in names], dtype=np.int64)
 
-    ``matrix`` holds the library's L2-normalised embeddings and ``taxonomy`` their labels;
-    with ``sequences`` the identity mode is calibrated too.
+
+def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None):
+    """Candidates of each sampled record under each removal scenario, per score kind.
+
+    Returns {kind: {scenario: [(record index, Candidates) ...]}} for scenarios "self"
+    (the record removed), "species" and "bin_uri" (its whole species / BIN removed).
     """
     from engine.align import identity
     from engine.progress import report
 
-    n = len(taxonomy)
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(n, size=min(n_samples, n), replace=False)
-    codes = {}
-    for rank in RANKS:
-        names = [t.get(rank) for t in taxonomy]
-        uniq = {name: i for i, name in enumerate(sorted(set(names)))}
-        codes[rank] = np.array([uniq[x] for x in names], dtype=np.int64)
     kinds = ["similarity"] + (["identity"] if sequences is not None and any(sequences) else [])
-    # scenario -> which records are removed from the library for the simulated query
-    scenarios = {
-        "self": None, "species": "species", "genus": "genus", "family": "family",
-        "order": "order", "bin_uri": "bin_uri",
-    }
-    top_scores = {kind: {s: np.full(len(sample), np.nan) for s in scenarios} for kind in kinds}
-    vote_rows = {kind: [] for kind in kinds}
+    scenarios = {"self": None, "species": _codes(taxonomy, "species"), "bin_uri": _codes(taxonomy, "bin_uri")}
+    out = {kind: {s: [] for s in scenarios} for kind in kinds}
     chunk = 256
     for start in range(0, len(sample), chunk):
-        rows = sample[start : start + chunk]
+        rows = sample[start: start + chunk]
         sims = matrix[rows] @ matrix.T
         sims[np.arange(len(rows)), rows] = -np.inf
-        for scen, rank in scenarios.items():
-            s = sims.copy()
-            if rank is not None:
-                s[codes[rank][rows][:, None] == codes[rank][None, :]] = -np.inf
+        for scen, codes in scenarios.items():
+            s = sims if codes is None else np.where(codes[rows][:, None] == codes[None, :], -np.inf, sims)
             top = np.argpartition(-s, k, axis=1)[:, :k]
             for j, i in enumerate(rows):
                 cand = top[j][np.argsort(-s[j, top[j]])]
@@ -188,51 +171,61 @@ def calibrate(
                     continue
                 for kind in kinds:
                     if kind == "identity":
-                        scores = np.array([identity(sequences[i], sequences[c]) if sequences[i] and sequences[c]
-                                           else 0.0 for c in cand])
+                        scores = np.array([identity(sequences[i], sequences[c])
+                                           if sequences[i] and sequences[c] else 0.0 for c in cand])
                         order = np.argsort(-scores, kind="stable")
                         cand_k, scores = cand[order], scores[order]
                     else:
                         cand_k, scores = cand, s[j, cand]
-                    top_scores[kind][scen][start + j] = scores[0]
-                    if scen in ("self", "species"):
-                        cands = Candidates([taxonomy[c] for c in cand_k], scores, kind)
-                        votes = vote(cands)
-                        truth = taxonomy[i]
-                        vote_rows[kind].append(
-                            [(float(scores[0]), votes[r][1], float(votes[r][0] == truth.get(r))) for r in RANKS]
-                        )
+                    out[kind][scen].append((int(i), Candidates([taxonomy[c] for c in cand_k], scores, kind)))
         report(progress, min(start + chunk, len(sample)), len(sample), "calibrating")
+    return out
 
-    # which sampled records can be a "present" case at each rank
-    def has_other(rank: str, finer: str | None) -> np.ndarray:
-        """Records whose taxon at `rank` keeps members after removing `finer` (or self)."""
-        c = codes[rank][sample]
-        if finer is None:
-            counts = np.bincount(codes[rank], minlength=c.max() + 1)
-            return counts[c] >= 2
-        pairs = np.unique(np.stack([codes[rank], codes[finer]], axis=1), axis=0)
-        n_finer = np.bincount(pairs[:, 0], minlength=c.max() + 1)
-        return n_finer[c] >= 2
 
-    present_scenario = {"species": "self", "genus": "species", "family": "genus", "order": "family",
-                        "bin_uri": "self"}
-    finer = {"species": None, "genus": "species", "family": "genus", "order": "family", "bin_uri": None}
-    out: dict = {"n_samples": int(len(sample)), "k": k, "n_references": n}
-    for kind in kinds:
-        thresholds, rates = {}, {}
-        for rank in ("species", "genus", "family", "order", "bin_uri"):
-            ok = has_other(rank, finer[rank])
-            present = top_scores[kind][present_scenario[rank]][ok]
-            absent = top_scores[kind][rank]
-            present, absent = present[np.isfinite(present)], absent[np.isfinite(absent)]
-            t, fa, fp = _best_threshold(present, absent)
-            thresholds[rank] = t
-            rates[rank] = {"false_novel": fa, "missed_novel": fp, "n_present": int(len(present)),
-                           "n_absent": int(len(absent))}
-        v = np.array(vote_rows[kind])  # (samples, ranks, 3)
-        logistic = {}
-        for r_i, rank in enumerate(RANKS):
-            logistic[rank] = _fit_logistic(v[:, r_i, :2], v[:, r_i, 2].astype(int))
-        out[kind] = {"threshold": thresholds, "rates": rates, "logistic": logistic}
+def calibrate(
+    matrix: np.ndarray,
+    taxonomy: Sequence[Taxonomy],
+    sequences: Sequence[str | None] | None = None,
+    n_samples: int = 4000,
+    k: int = 50,
+    seed: int = 0,
+    max_false_novel: float = MAX_FALSE_NOVEL,
+    progress=None,
+) -> dict:
+    """Calibrate thresholds, vote temperature and confidences on a library (see module doc).
+
+    ``matrix`` holds the library's L2-normalised embeddings and ``taxonomy`` their labels;
+    with ``sequences`` the identity mode is calibrated too.
+    """
+    n = len(taxonomy)
+    k = max(1, min(k, n - 2))
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(n, size=min(n_samples, n), replace=False))
+    sims = simulate_queries(matrix, taxonomy, sequences, sample, k, progress)
+    species_n = np.bincount(_codes(taxonomy, "species"))[_codes(taxonomy, "species")]
+    bin_n = np.bincount(_codes(taxonomy, "bin_uri"))[_codes(taxonomy, "bin_uri")]
+    out: dict = {"n_samples": int(len(sample)), "k": k, "n_references": n, "max_false_novel": max_false_novel}
+    for kind, scen in sims.items():
+        cal: dict = {"threshold": {}, "rates": {}}
+        for rank, others in (("species", species_n), ("bin_uri", bin_n)):
+            # only records whose species (BIN) keeps other members can be a "present" case
+            present = np.array([c.scores[0] for i, c in scen["self"] if others[i] >= 2])
+            absent = np.array([c.scores[0] for _, c in scen[rank]])
+            t, fn, mn = best_threshold(present, absent, max_false_novel if rank == "species" else 1.0)
+            cal["threshold"][rank] = t
+            cal["rates"][rank] = {"false_novel": fn, "missed_novel": mn,
+                                  "n_present": int(len(present)), "n_absent": int(len(absent))}
+        # temperature: most accurate genus votes for queries of species absent from the library
+        absent_q = scen["species"]
+        acc = {T: np.mean([vote(c, T)["genus"][0] == taxonomy[i].genus for i, c in absent_q])
+               for T in TEMPERATURES[kind]}
+        cal["temperature"] = max(acc, key=acc.__getitem__)
+        cal["genus_accuracy_species_absent"] = {str(T): round(float(a), 4) for T, a in acc.items()}
+        rows = []
+        for i, c in scen["self"] + scen["species"]:
+            v = vote(c, cal["temperature"])
+            rows.append([(float(c.scores[0]), v[r][1], float(v[r][0] == taxonomy[i].get(r))) for r in RANKS])
+        v = np.array(rows)  # (queries, ranks, 3)
+        cal["logistic"] = {rank: _fit_logistic(v[:, r, :2], v[:, r, 2].astype(int)) for r, rank in enumerate(RANKS)}
+        out[kind] = cal
     return out

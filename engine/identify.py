@@ -16,7 +16,7 @@ from engine.progress import ProgressCallback, report
 from engine.qc import check_barcode
 from engine.records import RANKS, Barcode, BarcodeQC, Call, Match, RecordError
 
-TOP_K = 20
+TOP_K = 50
 
 RESULT_COLUMNS = [
     "specimen_id", "source_file", "modality", "status",

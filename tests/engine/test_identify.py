@@ -73,9 +73,29 @@ def test_corrupt_model_pack_is_refused(tiny_dna_pack, tmp_path):
 
 
 def test_calibration_is_measured_on_the_library(tiny_library):
+    from engine.assign import MAX_FALSE_NOVEL, TEMPERATURES
+
     cal = ReferenceLibrary.open(tiny_library).calibration
-    ident = cal["identity"]
-    # thresholds order as taxonomy does: species needs more identity than genus, genus than family
-    assert ident["threshold"]["species"] > ident["threshold"]["genus"] > ident["threshold"]["family"]
-    assert ident["rates"]["species"]["false_novel"] <= 0.05
-    assert ident["rates"]["species"]["missed_novel"] <= 0.05
+    for kind in ("identity", "similarity"):
+        c = cal[kind]
+        # the synthetic species differ by a few percent: the species cut lies between them
+        assert 0.85 < c["threshold"]["species"] < 1.0
+        assert c["rates"]["species"]["false_novel"] <= MAX_FALSE_NOVEL
+        assert c["rates"]["species"]["missed_novel"] <= 0.05
+        assert c["temperature"] in TEMPERATURES[kind]
+        a, b, d = c["logistic"]["species"]
+        assert b > 0  # a closer top match makes a species call more likely right
+
+
+def test_novelty_threshold_respects_the_false_flag_cap():
+    from engine.assign import best_threshold
+
+    rng = np.random.default_rng(0)
+    present = rng.normal(0.99, 0.01, 2000)
+    absent = rng.normal(0.95, 0.02, 2000)
+    t_free, fn_free, _ = best_threshold(present, absent)
+    t_capped, fn_capped, missed = best_threshold(present, absent, max_false_novel=0.01)
+    assert fn_free > 0.01  # the balanced optimum flags more present queries than the cap allows
+    assert t_capped < t_free and fn_capped <= 0.01
+    assert np.mean(present < t_capped) <= 0.01
+    assert abs(missed - np.mean(absent >= t_capped)) < 1e-9
