@@ -490,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=224, help="input size in pixels")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0)
-    s.add_argument("--version", dest="pack_version", default="1.0.0", help="version written into the manifest")
+    s.add_argument("--pack-version", default="1.0.0", help="version written into the manifest")
     s.set_defaults(func=cmd_train_image)
 
     models = sub.add_parser("models", help="list or verify model packs").add_subparsers(
