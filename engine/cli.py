@@ -286,12 +286,16 @@ def cmd_train_dna(args) -> int:
     pack = train_dna(clean, args.out, epochs=args.epochs, seed=args.seed, threads=args.threads,
                      version=args.pack_version, data_summary=summary, log=lambda m: print(m, file=sys.stderr))
     print(f"model pack written to {pack}", file=sys.stderr)
+    if args.bundle:
+        from engine.models.pack import bundle_int8
+
+        print(f"int8-only copy written to {bundle_int8(pack, args.bundle)}", file=sys.stderr)
     return 0
 
 
 def cmd_train_image(args) -> int:
     try:
-        from engine.train.image import bundle_int8, train_image_from_folders
+        from engine.train.image import train_image_from_folders
     except ImportError as exc:
         raise BioscanError(f"training needs the [train] extra: pip install -e '.[train]' ({exc})") from exc
     from engine.resources import default_library_path
@@ -302,6 +306,8 @@ def cmd_train_image(args) -> int:
                                     log=lambda m: print(m, file=sys.stderr))
     print(f"model pack written to {pack}", file=sys.stderr)
     if args.bundle:
+        from engine.models.pack import bundle_int8
+
         print(f"int8-only copy written to {bundle_int8(pack, args.bundle)}", file=sys.stderr)
     return 0
 
@@ -476,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0)
     s.add_argument("--pack-version", default="1.0.0", help="version written into the manifest")
+    s.add_argument("--bundle", help="also write an int8-only copy of the pack here (for resources/)")
     s.add_argument("--holdout", choices=["benchmark", "none"], default="benchmark",
                    help="leave out the benchmark's query records (default) so the benchmark stays honest")
     s.set_defaults(func=cmd_train_dna)

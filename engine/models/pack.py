@@ -117,3 +117,23 @@ def write_manifest(path: str | Path, manifest: dict[str, Any]) -> ModelPack:
         entry["sha256"] = sha256_file(path / entry["path"])
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return load_pack(path)
+
+
+def bundle_int8(pack_dir: str | Path, dest: str | Path) -> Path:
+    """An int8-only copy of a pack: the bundled resources keep the int8 model only, for size.
+
+    ``dest`` is replaced when it already holds a model pack (a rebuilt bundle leaves no stale files).
+    """
+    import json
+    import shutil
+
+    pack = load_pack(pack_dir)
+    dest = Path(dest)
+    if (dest / MANIFEST).is_file():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(pack.model_path("int8"), dest / pack.model_file("int8")["path"])
+    manifest = json.loads((pack.path / MANIFEST).read_text(encoding="utf-8"))
+    manifest["files"] = [dict(pack.model_file("int8"))]
+    manifest["bundled"] = "int8 only; the training command writes the fp32 model beside it"
+    return write_manifest(dest, manifest).path

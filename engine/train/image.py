@@ -353,19 +353,3 @@ def train_image_from_folders(image_sources: Sequence[str | Path], library_path: 
     return train_image(train, protos, out_dir, aligned_to=aligned_to, calibration_photos=calib,
                        references=refs, data_summary=summary, log=log, **kwargs)
 
-
-def bundle_int8(pack_dir: str | Path, dest: str | Path) -> Path:
-    """An int8-only copy of a pack (the bundled resources keep the int8 model only, for size)."""
-    import json
-    import shutil
-
-    from engine.models.pack import MANIFEST, load_pack
-
-    pack = load_pack(pack_dir)
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(pack.model_path("int8"), dest / pack.model_file("int8")["path"])
-    manifest = json.loads((pack.path / MANIFEST).read_text(encoding="utf-8"))
-    manifest["files"] = [dict(pack.model_file("int8"))]
-    manifest["bundled"] = "int8 only; `bioscan train image` writes the fp32 model beside it"
-    return write_manifest(dest, manifest).path

@@ -230,7 +230,7 @@ def test_cli_builds_a_photo_library_and_identifies_against_it(trained_pack, phot
 def test_bundle_keeps_only_the_int8_model(trained_pack, tmp_path):
     from engine.models.image_encoder import ImageEncoder
     from engine.models.pack import load_pack
-    from engine.train.image import bundle_int8
+    from engine.models.pack import bundle_int8
 
     src = load_pack(trained_pack[0])
     dest = load_pack(bundle_int8(src.path, tmp_path / "bundled"))
