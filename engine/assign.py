@@ -19,7 +19,11 @@ queries with leave-one-out ("present": the record itself removed) and leave-taxo
 
 The score is the alignment identity when the library keeps sequences (re-ranking the
 embedding candidates, like BOLD's identity %), else the embedding cosine similarity;
-each has its own calibration.
+each has its own calibration. With similarity alone, the genus is the candidates' genus
+whose prototype (``GenusPrototypes``) lies closest to the query, not the one most of the
+nearest records belong to: the encoder is trained with a genus-level margin, so a species
+absent from the library still lands nearest its genus's centre more often than nearest
+one of its members.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from engine.records import RANKS, Call, RankCall, Taxonomy
 LINEAGE = ("order", "family", "genus", "species")
 DEFAULT_MIN_CONFIDENCE = 0.5
 MAX_FALSE_NOVEL = 0.015
+PROTOTYPE_TEMPERATURE = 0.02  # cosine; how sharply the prototype nearest the query wins its genus call
 TEMPERATURES = {"identity": (0.001, 0.002, 0.005, 0.01, 0.02), "similarity": (0.002, 0.005, 0.01, 0.02, 0.05)}
 
 
@@ -44,6 +49,55 @@ class Candidates:
     taxonomy: Sequence[Taxonomy]
     scores: np.ndarray  # identity or cosine similarity, best first
     score_kind: str  # "identity" | "similarity"
+    genus_scores: dict[str, float] | None = None  # genus -> cosine to its prototype (GenusPrototypes)
+
+
+class GenusPrototypes:
+    """Each genus's direction in the embedding space: the normalised sum of its species'
+    normalised mean embeddings (so a genus is not dominated by its best-sampled species)."""
+
+    def __init__(self, matrix: np.ndarray, taxonomy: Sequence[Taxonomy]):
+        self.species_code = _codes(taxonomy, "species")
+        n_species = int(self.species_code.max()) + 1 if len(taxonomy) else 0
+        self.species_sum = np.zeros((n_species, matrix.shape[1]))
+        np.add.at(self.species_sum, self.species_code, matrix)
+        self.species_unit = self.species_sum / np.linalg.norm(self.species_sum, axis=1, keepdims=True).clip(1e-12)
+        genus_of = {}
+        for i, t in enumerate(taxonomy):
+            genus_of.setdefault(int(self.species_code[i]), t.genus)
+        self.genera = sorted({g for g in genus_of.values() if g})
+        self.genus_index = {g: i for i, g in enumerate(self.genera)}
+        self.species_genus = np.array([self.genus_index.get(genus_of[s], -1) for s in range(n_species)])
+        self.genus_sum = np.zeros((len(self.genera), matrix.shape[1]))
+        kept = self.species_genus >= 0
+        np.add.at(self.genus_sum, self.species_genus[kept], self.species_unit[kept])
+        self.unit = (self.genus_sum / np.linalg.norm(self.genus_sum, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
+
+    def scores(self, queries: np.ndarray, genera: Sequence[Sequence[str]]) -> list[dict[str, float]]:
+        """Per query, cosine to the prototype of each genus named (e.g. its candidates' genera)."""
+        sims = queries @ self.unit.T
+        return [{g: float(sims[q, self.genus_index[g]]) for g in set(names) if g in self.genus_index}
+                for q, names in enumerate(genera)]
+
+    def scores_leaving_out(self, query: np.ndarray, record: int, record_vector: np.ndarray, whole_species: bool,
+                           genera: Sequence[str]) -> dict[str, float]:
+        """As ``scores`` for one library record used as a query, with the record itself (or its
+        whole species) taken out of the prototypes, as in calibration's simulated queries."""
+        sp = int(self.species_code[record])
+        g_own = int(self.species_genus[sp])
+        out = {}
+        for g in set(genera):
+            gi = self.genus_index.get(g)
+            if gi is None:
+                continue
+            v = self.genus_sum[gi]
+            if gi == g_own:
+                rest = self.species_sum[sp] - record_vector
+                norm = np.linalg.norm(rest)
+                v = v - self.species_unit[sp] + (0 if whole_species or norm < 1e-9 else rest / norm)
+            n = np.linalg.norm(v)
+            out[g] = float(query @ v / n) if n > 1e-9 else -1.0
+        return out
 
 
 def vote(c: Candidates, temperature: float) -> dict[str, tuple[str, float]]:
@@ -62,8 +116,15 @@ def vote(c: Candidates, temperature: float) -> dict[str, tuple[str, float]]:
         if not totals:
             out[rank] = ("", 0.0)
             continue
-        best = max(totals, key=totals.__getitem__)
-        out[rank] = (best, totals[best] / float(sum(w[i] for i in members)))
+        if rank == "genus" and c.genus_scores:
+            # the genus nearest by prototype; its share is its softmax weight among the candidate genera
+            proto = {g: c.genus_scores.get(g, -1.0) for g in totals}
+            best = max(totals, key=lambda g: (proto[g], totals[g]))
+            z = np.exp((np.array(list(proto.values())) - proto[best]) / PROTOTYPE_TEMPERATURE)
+            out[rank] = (best, float(1.0 / z.sum()))
+        else:
+            best = max(totals, key=totals.__getitem__)
+            out[rank] = (best, totals[best] / float(sum(w[i] for i in members)))
         members = [i for i in members if c.taxonomy[i].get(rank) == best]
     return out
 
@@ -144,7 +205,7 @@ def _codes(taxonomy: Sequence[Taxonomy], rank: str) -> np.ndarray:
     return np.array([index[x] for x in names], dtype=np.int64)
 
 
-def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None):
+def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None, prototypes=None):
     """Candidates of each sampled record under each removal scenario, per score kind.
 
     Returns {kind: {scenario: [(record index, Candidates) ...]}} for scenarios "self"
@@ -177,7 +238,12 @@ def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None):
                         cand_k, scores = cand[order], scores[order]
                     else:
                         cand_k, scores = cand, s[j, cand]
-                    out[kind][scen].append((int(i), Candidates([taxonomy[c] for c in cand_k], scores, kind)))
+                    tax = [taxonomy[c] for c in cand_k]
+                    genus_scores = None
+                    if kind == "similarity" and prototypes is not None and scen != "bin_uri":
+                        genus_scores = prototypes.scores_leaving_out(matrix[i], int(i), matrix[i], scen == "species",
+                                                                     [t.genus for t in tax])
+                    out[kind][scen].append((int(i), Candidates(tax, scores, kind, genus_scores)))
         report(progress, min(start + chunk, len(sample)), len(sample), "calibrating")
     return out
 
@@ -201,7 +267,7 @@ def calibrate(
     k = max(1, min(k, n - 2))
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, size=min(n_samples, n), replace=False))
-    sims = simulate_queries(matrix, taxonomy, sequences, sample, k, progress)
+    sims = simulate_queries(matrix, taxonomy, sequences, sample, k, progress, GenusPrototypes(matrix, taxonomy))
     species_n = np.bincount(_codes(taxonomy, "species"))[_codes(taxonomy, "species")]
     bin_n = np.bincount(_codes(taxonomy, "bin_uri"))[_codes(taxonomy, "bin_uri")]
     out: dict = {"n_samples": int(len(sample)), "k": k, "n_references": n, "max_false_novel": max_false_novel}

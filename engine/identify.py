@@ -93,6 +93,10 @@ class DnaIdentifier:
         emb = self.encoder.embed(sequences, progress=progress)
         sims, pos = self.library.search(emb, self.k, "dna")
         refs_seq = self.refs.sequences if self.use_identity else None
+        genus_scores = None
+        if refs_seq is None:  # similarity alone: genera judged by their prototypes (engine.assign)
+            genus_scores = self.refs.genus_prototypes().scores(
+                emb, [[self.refs.taxonomy[c].genus for c in pos[q]] for q in range(len(sequences))])
         out = []
         for q, seq in enumerate(sequences):
             cand, sim = pos[q], sims[q]
@@ -104,7 +108,7 @@ class DnaIdentifier:
             else:
                 ident, scores, kind = None, sim, "similarity"
             tax = [self.refs.taxonomy[c] for c in cand]
-            call = self.assigner.assign(Candidates(tax, scores, kind))
+            call = self.assigner.assign(Candidates(tax, scores, kind, genus_scores[q] if genus_scores else None))
             matches = [
                 Match(self.refs.record_ids[c], tax[i], float(sim[i]), None if ident is None else float(ident[i]))
                 for i, c in enumerate(cand)

@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import sqlite_utils
@@ -22,6 +22,9 @@ import sqlite_utils
 from engine.errors import LibraryError
 from engine.records import TAXONOMY_FIELDS, Taxonomy
 from engine.search import ExactIndex, VectorIndex
+
+if TYPE_CHECKING:
+    from engine.assign import GenusPrototypes
 
 SCHEMA_VERSION = 1
 EMBEDDING_DTYPE = np.float16  # halves the bundled library; cosine error < 1e-3
@@ -59,6 +62,7 @@ class LoadedReferences:
     library: "ReferenceLibrary"
     modality: str
     _sequences: list[str | None] | None = None
+    _genus_prototypes: "GenusPrototypes | None" = None
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -71,6 +75,14 @@ class LoadedReferences:
                 "SELECT sequence FROM refs WHERE modality = ? ORDER BY id", [self.modality]).fetchall()
             self._sequences = [r[0] for r in rows]
         return self._sequences
+
+    def genus_prototypes(self) -> "GenusPrototypes":
+        """The genera's prototype directions (engine.assign.GenusPrototypes), computed on first use."""
+        if self._genus_prototypes is None:
+            from engine.assign import GenusPrototypes
+
+            self._genus_prototypes = GenusPrototypes(self.matrix, self.taxonomy)
+        return self._genus_prototypes
 
 
 class ReferenceLibrary:

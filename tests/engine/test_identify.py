@@ -99,3 +99,43 @@ def test_novelty_threshold_respects_the_false_flag_cap():
     assert t_capped < t_free and fn_capped <= 0.01
     assert np.mean(present < t_capped) <= 0.01
     assert abs(missed - np.mean(absent >= t_capped)) < 1e-9
+
+
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def test_genus_prototypes_leave_a_species_out_exactly():
+    from engine.assign import GenusPrototypes
+    from engine.records import Taxonomy
+
+    rng = np.random.default_rng(1)
+    tax = [Taxonomy(order="O", family="F", genus=f"G{s % 3}", species=f"G{s % 3} sp{s}") for s in range(9) for _ in range(4)]
+    m = _unit(rng.normal(size=(len(tax), 16)))
+    q = _unit(rng.normal(size=16))
+    full = GenusPrototypes(m, tax)
+    keep = [i for i, t in enumerate(tax) if t.species != "G1 sp4"]
+    without = GenusPrototypes(m[keep], [tax[i] for i in keep])
+    record = next(i for i, t in enumerate(tax) if t.species == "G1 sp4")
+    left_out = full.scores_leaving_out(q, record, m[record], True, ["G0", "G1", "G2"])
+    assert left_out == pytest.approx(without.scores(q[None], [["G0", "G1", "G2"]])[0], abs=1e-5)
+    # only the record itself out: its species stays, the record's vector does not
+    keep = [i for i in range(len(tax)) if i != record]
+    without_record = GenusPrototypes(m[keep], [tax[i] for i in keep])
+    assert full.scores_leaving_out(q, record, m[record], False, ["G1"]) == pytest.approx(
+        without_record.scores(q[None], [["G1"]])[0], abs=1e-5)
+
+
+def test_genus_call_follows_the_nearest_prototype_not_the_nearest_records():
+    from engine.assign import Candidates, vote
+    from engine.records import Taxonomy
+
+    a = [Taxonomy(order="O", family="F", genus="Alpha", species=f"Alpha sp{i}") for i in range(3)]
+    b = [Taxonomy(order="O", family="F", genus="Beta", species="Beta sp0")]
+    scores = np.array([0.90, 0.89, 0.88, 0.87])
+    by_records = vote(Candidates(a + b, scores, "similarity"), 0.02)
+    by_prototype = vote(Candidates(a + b, scores, "similarity", {"Alpha": 0.70, "Beta": 0.80}), 0.02)
+    assert by_records["genus"][0] == "Alpha"
+    assert by_prototype["genus"][0] == "Beta"
+    assert by_prototype["genus"][1] > 0.9  # 0.1 of cosine at temperature 0.02: a clear winner
+    assert by_prototype["species"][0] == "Beta sp0"  # the species vote stays within the called genus
