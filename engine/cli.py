@@ -116,11 +116,14 @@ def cmd_cluster(args) -> int:
     from engine.export import write_csv
     from engine.identify import open_identifier
 
-    options = dict(method=args.method, n_clusters=args.n_clusters, min_cluster_size=args.min_cluster_size,
-                   umap_dims=args.umap_dims)
     if args.project:
         if args.inputs:
             raise BioscanError("give barcode INPUT files or --project, not both")
+        if args.method == "identity":
+            raise BioscanError("--method identity clusters barcode files; a project's specimens are clustered "
+                               "by their embeddings (agglomerative or hdbscan)")
+        options = dict(method=args.method or "agglomerative", n_clusters=args.n_clusters,
+                       min_cluster_size=args.min_cluster_size, umap_dims=args.umap_dims)
         from engine.cluster.project import cluster_project
 
         got = cluster_project(args.project, modality=args.modality, selection="all" if args.all else "novel",
@@ -133,8 +136,11 @@ def cmd_cluster(args) -> int:
     else:
         records = _read_barcode_inputs(args.inputs)
         ident = open_identifier(args.library, args.model, device=args.device)
+        method = args.method or "identity"
+        options = (dict(threshold=args.identity_threshold) if method == "identity" else
+                   dict(n_clusters=args.n_clusters, min_cluster_size=args.min_cluster_size, umap_dims=args.umap_dims))
         rows, result = cluster_barcodes(records, ident, novel_only=args.novel_only, progress=_progress(args),
-                                        seed=args.seed, **options)
+                                        seed=args.seed, method=method, **options)
     write_csv(args.out, CLUSTER_COLUMNS, rows)
     errors = sum(r["status"] == "error" for r in rows)
     if result is None:
@@ -418,7 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--all", action="store_true", help="with --project: all specimens, not only the novel ones")
     s.add_argument("--library", help="reference library for the members' calls (default: the bundled one)")
     s.add_argument("--model", help="DNA model pack (default: the bundled one)")
-    s.add_argument("--method", choices=["agglomerative", "hdbscan"], default="agglomerative")
+    s.add_argument("--method", choices=["identity", "agglomerative", "hdbscan"],
+                   help="identity: alignment identity on the embedding's neighbour graph, threshold from the "
+                        "barcode gap (default for barcode files); agglomerative (default for --project) or "
+                        "hdbscan: embeddings reduced with UMAP, parameters by silhouette")
+    s.add_argument("--identity-threshold", type=float, help="identity: join barcodes at least this identical "
+                   "(0-1; default: the barcode gap of the data)")
     s.add_argument("--n-clusters", type=int, help="agglomerative: this many clusters (default: best silhouette)")
     s.add_argument("--min-cluster-size", type=int, help="hdbscan: smallest cluster (default: best silhouette)")
     s.add_argument("--umap-dims", type=int, default=10, help="UMAP dimensions clustered in (0: no UMAP)")

@@ -67,7 +67,8 @@ class ClusterResult:
         chosen = {k: v for k, v in self.params.items() if k != "chosen_by"}
         text = (f"{self.method}: {self.n_clusters} clusters"
                 + (f", {self.n_noise} noise" if self.n_noise else "")
-                + f", silhouette {self.silhouette:.3f} (reduced space); parameters "
+                + f", silhouette {self.silhouette:.3f} ({'embedding' if self.method == 'identity' else 'reduced'}"
+                + " space); parameters "
                 + ", ".join(f"{k}={v}" for k, v in chosen.items())
                 + f" (chosen by {self.params.get('chosen_by', 'caller')})")
         if self.approximations:

@@ -56,8 +56,9 @@ def cluster_barcodes(
 ) -> tuple[list[dict[str, object]], ClusterResult | None]:
     """Identify, embed and cluster barcode records; one row per record (bad records become error rows).
 
-    ``cluster_options`` go to cluster_embeddings (method, n_clusters, seed, ...). The result
-    is None when fewer than two specimens were left to cluster.
+    ``cluster_options`` go to cluster_embeddings (method, n_clusters, seed, ...), or with
+    method="identity" to engine.cluster.identity.cluster_by_identity (threshold, seed). The
+    result is None when fewer than two specimens were left to cluster.
     """
     results = identifier.identify(records, progress=progress)
     rows: list[dict[str, object]] = []
@@ -78,7 +79,13 @@ def cluster_barcodes(
         return rows, None
     # the identifier embedded these already, but does not hand its embeddings out; embedding again is cheap
     emb = identifier.encoder.embed([results[i].qc.sequence for i in chosen], progress=progress)
-    result = cluster_embeddings(emb, progress=progress, **cluster_options)
+    if cluster_options.get("method") == "identity":
+        from engine.cluster.identity import cluster_by_identity
+
+        options = {k: v for k, v in cluster_options.items() if k != "method"}
+        result = cluster_by_identity([results[i].qc.sequence for i in chosen], emb, progress=progress, **options)
+    else:
+        result = cluster_embeddings(emb, progress=progress, **cluster_options)
     clustered = cluster_rows([results[i].specimen_id for i in chosen], result, [results[i].call for i in chosen])
     for i, row in zip(chosen, clustered):
         row["source_file"] = rows[i]["source_file"]

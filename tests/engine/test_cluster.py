@@ -190,7 +190,7 @@ def test_cli_writes_one_row_per_specimen(tmp_path, tiny_library, tiny_dna_pack, 
         fh.write(">junk\nMKVLEEFQMKVLEEFQMKVLEEFQ\n")
     out = tmp_path / "clusters.csv"
     code = main(["cluster", str(fasta), "--library", str(tiny_library), "--model", str(tiny_dna_pack),
-                 "--device", "cpu", "--seed", "2", "-q", "--out", str(out)])
+                 "--device", "cpu", "--seed", "2", "--method", "agglomerative", "-q", "--out", str(out)])
     assert code == 0
     err = capsys.readouterr().err
     assert "silhouette" in err and "n_clusters=" in err
@@ -319,3 +319,30 @@ def test_cli_project_mode(cluster_project_db, tmp_path, capsys):
     assert list(rows[0]) == CLUSTER_COLUMNS and len(rows) == 64
     assert ami(truth[:64], [int(r["cluster_id"]) for r in rows]) == pytest.approx(1.0)
     assert main(["cluster", "--project", str(path), "bulk.fasta", "--out", str(out)]) == 1
+
+
+def test_cli_clusters_barcode_files_by_identity_by_default(tmp_path, tiny_library, tiny_dna_pack, capsys):
+    from engine.cli import main
+    from tests.synthetic import make_barcodes, write_fasta
+
+    recs = make_barcodes(genera=3, species_per_genus=3, records_per_species=5, seed=13)
+    fasta = tmp_path / "bulk.fasta"
+    write_fasta(fasta, recs)
+    out = tmp_path / "clusters.csv"
+    assert main(["cluster", str(fasta), "--library", str(tiny_library), "--model", str(tiny_dna_pack),
+                 "--device", "cpu", "-q", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "identity: 9 clusters" in err and "chosen by barcode gap" in err
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert ami([r.taxonomy.species for r in recs], [int(r["cluster_id"]) for r in rows]) == pytest.approx(1.0)
+    assert main(["cluster", str(fasta), "--library", str(tiny_library), "--model", str(tiny_dna_pack),
+                 "--device", "cpu", "-q", "--identity-threshold", "0.8", "--out", str(out)]) == 0
+    assert "identity: 3 clusters" in capsys.readouterr().err  # species of a genus joined
+
+
+def test_cli_refuses_identity_clustering_of_a_project(tmp_path):
+    from engine.cli import main
+
+    assert main(["cluster", "--project", str(tmp_path / "p.db"), "--method", "identity",
+                 "--out", str(tmp_path / "c.csv")]) == 1
