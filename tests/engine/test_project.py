@@ -189,3 +189,25 @@ def test_readonly_and_schema_checks(project, tmp_path):
     (tmp_path / "junk.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(ProjectError, match="not a BIOSCAN project database"):
         open_project(tmp_path / "junk.db")
+
+
+def test_a_version_1_project_is_migrated_with_the_sort_indexes(tmp_path):
+    import sqlite3
+
+    import engine.project as ep
+
+    path = tmp_path / "old.bioscan.db"
+    open_project(path, create=True).close()
+    con = sqlite3.connect(path)  # turned back into what version 1 made: no v2 indexes
+    for name in ("idx_specimens_final_genus", "idx_specimens_final_bin_uri", "idx_specimens_bin_uri"):
+        con.execute(f"DROP INDEX {name}")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with open_project(path) as p:
+        assert p.schema_version == ep.SCHEMA_VERSION == 2
+    con = sqlite3.connect(path)
+    indexed = {row[1] for row in con.execute("PRAGMA index_list(specimens)")}
+    assert {"idx_specimens_final_genus", "idx_specimens_final_bin_uri", "idx_specimens_bin_uri"} <= indexed
+    plan = " ".join(r[3] for r in con.execute("EXPLAIN QUERY PLAN SELECT id FROM specimens ORDER BY final_genus"))
+    assert "USING INDEX" in plan or "USING COVERING INDEX" in plan
