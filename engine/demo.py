@@ -31,7 +31,8 @@ def draw_demo_sample(data_dir: Path, n: int = 200, seed: int = 1) -> list[Barcod
     """n COI-5P BOLD records not in barcodes.tsv (so not in the bundled library)."""
     in_library = {r.specimen_id for r in read_barcodes(data_dir / "barcodes.tsv")}
     pool = [r for r in read_barcodes(data_dir / RAW_BOLD)
-            if isinstance(r, Barcode) and r.specimen_id not in in_library and r.taxonomy and r.taxonomy.species]
+            if isinstance(r, Barcode) and r.specimen_id not in in_library and r.taxonomy and r.taxonomy.species
+            and r.sequence.strip()]  # BOLD lists COI-5P records whose sequence is not public
     if not pool:
         raise BioscanError(f"{data_dir / RAW_BOLD}: no COI-5P records outside the library to draw from")
     return random.Random(seed).sample(pool, min(n, len(pool)))
