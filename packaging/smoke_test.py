@@ -48,7 +48,7 @@ def main() -> int:
     for f in (cli, gui):
         if not f.is_file():
             sys.exit(f"FAILED: {f} not found (build it with packaging/build.sh)")
-    size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
+    size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file() and not f.is_symlink())
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     env.pop("BIOSCAN_RESOURCES", None)  # the bundle must find its own resources
     with tempfile.TemporaryDirectory() as tmp:
