@@ -369,10 +369,15 @@ def cmd_version(args) -> int:
         from engine.models.runtime import describe_device
         from engine.resources import default_library_path, default_model_path
 
-        pack = load_pack(default_model_path("dna"))
         lib = ReferenceLibrary.open(default_library_path())
         print(f"device: {describe_device()}")
-        print(f"dna model: {pack.ident} " + json.dumps({e["precision"]: e["sha256"] for e in pack.files}))
+        for modality in ("dna", "image"):
+            try:
+                pack = load_pack(default_model_path(modality))
+            except BioscanError as exc:  # e.g. a bundle without a photo model: say so, go on
+                print(f"{modality} model: none ({exc})")
+                continue
+            print(f"{modality} model: {pack.ident} " + json.dumps({e["precision"]: e["sha256"] for e in pack.files}))
         print(f"library: {lib.path.name} id {lib.library_id}, {lib.count('dna')} DNA references, "
               f"sha256 {_sha(lib.path)}")
     return 0
