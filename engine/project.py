@@ -26,7 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from engine.errors import BioscanError
-from engine.records import RANKS
+from engine.records import RANKS, Call, RankCall
 
 SCHEMA_VERSION = 2
 EMBEDDING_DTYPE = np.float16  # as in the reference library
@@ -38,7 +38,7 @@ TAXON_TREE_RANKS = ("order", "family", "genus", "species")
 SPECIMEN_LIST_COLUMNS = (
     "id", "specimen_key", "processid", "sampleid", "status", "modalities", "n_photos", "n_barcodes",
     "n_errors", "error", "call_modality", *CALL_RANKS, "confidence", "novel", "novel_rank", "top_match_id",
-    "top_match_species", "top_similarity", "identity", "qc_flags", "sequence_length", "review",
+    "top_match_species", "top_similarity", "identity", "qc_flags", "sequence_length", "review", "disagreement_rank",
     *(f"final_{r}" for r in CALL_RANKS), "updated_at",
 )
 
@@ -128,10 +128,13 @@ def _create_v1(db) -> None:
 
 
 def _indexes_v2(db) -> None:
-    """Indexes for the taxon columns the GUI's table sorts by that v1 lacked (a sort of a 100,000-specimen
-    project by genus without one took 706 ms a page deep in the table)."""
+    """Version 2: indexes for the taxon columns the GUI's table sorts by that v1 lacked (a sort of a
+    100,000-specimen project by genus without one took 706 ms a page deep in the table), and
+    ``disagreement_rank``: where a specimen's photo and barcode name different taxa (engine.fuse)."""
     for col in ("final_genus", "final_bin_uri", "bin_uri"):
         db["specimens"].create_index([col], if_not_exists=True)
+    if "disagreement_rank" not in db["specimens"].columns_dict:
+        db["specimens"].add_column("disagreement_rank", str, not_null_default="")
 
 
 MIGRATIONS = {1: _create_v1, 2: _indexes_v2}  # version -> function bringing the schema from version-1 to version
@@ -837,11 +840,43 @@ def _finish_file(conn: sqlite3.Connection, file_id: int, status: str | None, err
 _CALL_ITEM_ORDER = ("CASE i.modality WHEN 'dna' THEN 0 ELSE 1 END, COALESCE(i.confidence, 0) DESC, i.id")
 
 
+def _item_call(conn: sqlite3.Connection, item_id: int) -> Call:
+    row = conn.execute("SELECT novel, novel_rank FROM items WHERE id = ?", [item_id]).fetchone()
+    ranks = {r: RankCall(r, "", 0.0) for r in CALL_RANKS}
+    for rank, name, conf in conn.execute("SELECT rank, name, confidence FROM calls WHERE item_id = ?", [item_id]):
+        ranks[rank] = RankCall(rank, name or "", float(conf or 0.0))
+    return Call(ranks, novel=bool(row[0]), novel_rank=row[1] or "")
+
+
+def _fuse_with_photo(conn: sqlite3.Connection, sid: int, dna_item: int, values: dict[str, Any]) -> None:
+    """Fold the specimen's best identified photo into its barcode call (see _refresh_specimens)."""
+    from engine.fuse import fuse
+
+    if values["call_modality"] != "dna":
+        return
+    photo = conn.execute(
+        "SELECT i.id FROM items i WHERE i.specimen_id = ? AND i.modality = 'photo' AND i.status IN ('ok', 'novel') "
+        "AND EXISTS (SELECT 1 FROM calls c WHERE c.item_id = i.id) ORDER BY COALESCE(i.confidence, 0) DESC, i.id "
+        "LIMIT 1", [sid]).fetchone()
+    if photo is None:
+        return
+    fused = fuse((_item_call(conn, dna_item), []), (_item_call(conn, photo[0]), []))
+    for rank in CALL_RANKS:
+        values[f"{rank}_confidence"] = fused.call.confidence(rank)
+    finest = fused.call.finest_rank
+    values["confidence"] = fused.call.confidence(finest) if finest else values["confidence"]
+    values["call_modality"] = "dna+image"
+    values["disagreement_rank"] = fused.disagreement_rank
+
+
 def _refresh_specimens(conn: sqlite3.Connection, specimen_ids, run_id: int | None = None) -> None:
     """Recompute each specimen's summary from its items: status, counts, the chosen call, top match.
 
     The call shown for a specimen is its best identified item's: DNA before photos (a barcode
-    is far more specific than a photo), then the most confident, then the first imported.
+    is far more specific than a photo), then the most confident, then the first imported. When
+    the specimen has an identified photo too, the barcode's call is fused with the best photo's
+    (engine.fuse: the barcode's names, confidences raised where the photo agrees and lowered
+    where it disagrees) and ``disagreement_rank`` says where they first name different taxa.
     """
     stamp = now_iso()
     for sid in specimen_ids:
@@ -878,6 +913,7 @@ def _refresh_specimens(conn: sqlite3.Connection, specimen_ids, run_id: int | Non
             "call_item_id": None, "call_modality": "", "novel": None, "novel_rank": "", "confidence": None,
             **{r: "" for r in CALL_RANKS}, **{f"{r}_confidence": None for r in CALL_RANKS},
             "top_match_id": "", "top_match_species": "", "top_similarity": None, "identity": None,
+            "disagreement_rank": "",
         }
         if run_id is not None:
             values["run_id"] = run_id
@@ -887,6 +923,7 @@ def _refresh_specimens(conn: sqlite3.Connection, specimen_ids, run_id: int | Non
             for rank, name, conf, modality in conn.execute(
                     "SELECT rank, name, confidence, modality FROM calls WHERE item_id = ?", [item_id]):
                 values[rank], values[f"{rank}_confidence"], values["call_modality"] = name, conf, modality
+            _fuse_with_photo(conn, sid, item_id, values)
             top = conn.execute("SELECT record_id, species, similarity, identity FROM matches WHERE item_id = ? "
                                "AND position = 0", [item_id]).fetchone()
             if top is not None:

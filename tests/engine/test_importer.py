@@ -207,6 +207,51 @@ def test_image_identifier_hook_is_used_for_photo_only_specimens(tmp_path, synthe
         assert ids == [p.specimen_id("bee")] and mat.tolist() == [[0.0, 1.0, 0.0, 0.0]]
 
 
+def test_barcode_and_photo_of_a_specimen_get_one_fused_call(tmp_path, synthetic_split, tiny_library, tiny_dna_pack):
+    from engine.records import Call, Match, RankCall, Taxonomy
+
+    _, known, _ = synthetic_split
+    agree, disagree = known[0], next(k for k in known if k.taxonomy.family != known[0].taxonomy.family)
+
+    class Encoder:
+        model_sha256 = "e" * 64
+        precision = "int8"
+
+        def embed(self, images, progress=None):
+            return np.tile(np.eye(4, dtype=np.float32)[0], (len(images), 1))
+
+    class PhotoSaysFamilyOfFirst:  # every photo is called the family of the first specimen, at 0.8
+        encoder = Encoder()
+
+        def match(self, images, progress=None):
+            tax = agree.taxonomy
+            call = Call({r: RankCall(r, tax.get(r) if r in ("order", "family") else "", 0.8)
+                         for r in ("order", "family", "genus", "species", "bin_uri")})
+            return [(call, [Match("IMG1", tax, 0.9)]) for _ in images]
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_fasta(src / "plate.fasta", [agree, disagree])
+    photo(src / f"{agree.specimen_id}.jpg")
+    photo(src / f"{disagree.specimen_id}.jpg")
+    run_import(src, tmp_path / "p.db", tiny_library, tiny_dna_pack, image_identifier=PhotoSaysFamilyOfFirst())
+    with open_project(tmp_path / "p.db", readonly=True) as p:
+        a = p.specimen(agree.specimen_id)
+        d = p.specimen(disagree.specimen_id)
+        dna_family = {s.specimen["specimen_key"]: next(
+            c for c in s.calls[next(i["id"] for i in s.items if i["modality"] == "dna")].items() if c[0] == "family")[1]
+            for s in (a, d)}
+    a, d = a.specimen, d.specimen
+    assert a["modalities"] == d["modalities"] == "dna+photo"
+    assert a["call_modality"] == d["call_modality"] == "dna+image"
+    # the barcode's names stand; agreement raises the family confidence (noisy-OR), disagreement lowers it
+    assert (a["family"], d["family"]) == (agree.taxonomy.family, disagree.taxonomy.family)
+    p_dna_a, p_dna_d = dna_family[a["specimen_key"]][1], dna_family[d["specimen_key"]][1]
+    assert a["family_confidence"] == pytest.approx(1 - (1 - p_dna_a) * 0.2)
+    assert d["family_confidence"] == pytest.approx(p_dna_d * 0.2 / (p_dna_d * 0.2 + (1 - p_dna_d) * 0.8))
+    assert (a["disagreement_rank"], d["disagreement_rank"]) == ("", "family")
+
+
 def synthetic_plate(tmp_path: Path, records_per_species: int, seed: int, genera: int = 2, species: int = 2,
                     plates: int = 1):
     """A folder of BIOSCAN-5M style tables with genera x species x records_per_species records."""
