@@ -1,7 +1,10 @@
 """PyInstaller entry point of the `bioscan` command."""
 import sys
 
-from engine.cli import main
+from user_caches import use_user_cache_dirs
 
 if __name__ == "__main__":
+    use_user_cache_dirs()
+    from engine.cli import main
+
     sys.exit(main())

@@ -2,8 +2,11 @@
 import multiprocessing
 import sys
 
-from bioscan_desktop.app import main
+from user_caches import use_user_cache_dirs
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # the GUI runs UMAP and clustering in child processes
+    use_user_cache_dirs()
+    from bioscan_desktop.app import main
+
     sys.exit(main())

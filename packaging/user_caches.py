@@ -1,8 +1,15 @@
-"""Runtime hook: numba (used by umap-learn) caches compiled code beside its sources, which in a
-frozen bundle are missing or read-only; give it a per-user cache folder instead."""
+"""matplotlib's font cache in a per-user folder for the frozen bundle, set by both entry points
+before anything imports matplotlib.
+
+PyInstaller's matplotlib runtime hook points MPLCONFIGDIR at a fresh temporary folder, so every
+report and every cluster map would rebuild the font cache (seconds on a workstation with many
+fonts). It runs after custom runtime hooks, hence this is done in the entry points. numba needs
+nothing of the kind: it caches compiled code of a frozen app in the user's cache folder itself.
+"""
 import os
 
-if "NUMBA_CACHE_DIR" not in os.environ:
+
+def use_user_cache_dirs() -> None:
     from platformdirs import user_cache_dir
 
-    os.environ["NUMBA_CACHE_DIR"] = os.path.join(user_cache_dir("bioscan-desktop"), "numba")
+    os.environ["MPLCONFIGDIR"] = os.path.join(user_cache_dir("bioscan-desktop"), "matplotlib")
