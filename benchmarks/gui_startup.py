@@ -116,7 +116,7 @@ def main() -> int:
         col = {c.header: i for i, c in enumerate(COLUMNS)}
         ops["sort by species"] = lambda: (model.sort(col["Species"]), model.row(0))
         ops["jump to the last row (sorted by species)"] = lambda: model.row(model.count - 1)
-        ops["sort by genus (no index), first page"] = lambda: (model.sort(col["Genus"]), model.row(0))
+        ops["sort by genus, first page"] = lambda: (model.sort(col["Genus"]), model.row(0))
         ops["sort by genus, last row"] = lambda: model.row(model.count - 1)
         ops["search 'sp3'"] = lambda: (model.sort(col["Specimen"]), view.search.setText("sp3"), view._apply(),
                                        model.row(0))
