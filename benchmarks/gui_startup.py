@@ -144,7 +144,11 @@ def main() -> int:
     ]
     for name, ms in results.items():
         lines.append(f"| {args.rows:,}-specimen project: {name} | {ms:.0f} ms |")
-    lines.append(f"| longest GUI-thread stall over those steps (tree loads off-thread) | {ops_max:.0f} ms |")
+    # each step above runs on the GUI thread, so its time is how long it blocks the window; the probe
+    # measures the gaps while the taxonomy tree loads off-thread afterwards
+    worst = max(results, key=results.get)
+    lines.append(f"| longest GUI-thread block among those steps | {results[worst]:.0f} ms ({worst}) |")
+    lines.append(f"| longest GUI-thread stall while the taxonomy tree loads off-thread | {ops_max:.0f} ms |")
     text = "\n".join(lines) + "\n\nCommand: `.venv/bin/python benchmarks/gui_startup.py --section` (goal: start-up < 2 s; " \
         "GUI thread never blocked > 100 ms)."
     print(text)
