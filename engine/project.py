@@ -250,7 +250,7 @@ class Project:
             path.parent.mkdir(parents=True, exist_ok=True)
         uri = f"file:{path}?mode=ro" if readonly else str(path)
         try:
-            # autocommit: transactions are opened explicitly by _transaction()
+            # autocommit: transactions are opened explicitly by transaction()
             conn = sqlite3.connect(uri, uri=readonly, isolation_level=None, timeout=30.0,
                                    check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 30000")
@@ -292,7 +292,7 @@ class Project:
             return
         if self.readonly:
             raise ProjectError(f"{self.path}: project schema {version} needs upgrading; open it writable once")
-        with self._transaction():
+        with self.transaction():
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[v](self.db)
             if version == 0:
@@ -300,8 +300,9 @@ class Project:
             self._set_meta(schema_version=str(SCHEMA_VERSION))
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write: BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: BEGIN IMMEDIATE ... COMMIT, rolled back on any error. Every write to
+        a project goes through it (the importer's batches, reviews, the cluster cache)."""
         if self.readonly:
             raise ProjectError(f"{self.path}: opened read-only")
         try:
@@ -494,7 +495,7 @@ class Project:
             raise ValueError(f"unknown ranks {sorted(bad)}")
         if action == "override" and not any(taxonomy.values()):
             raise ValueError("an override needs at least one rank name")
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             row = conn.execute(f"SELECT {', '.join(_q(r) for r in CALL_RANKS)} FROM specimens WHERE id = ?",
                                [specimen_id]).fetchone()
             if row is None:
@@ -597,7 +598,7 @@ class ProjectWriter:
 
     # -- runs ------------------------------------------------------------------------------
     def begin_run(self, provenance: dict[str, Any]) -> int:
-        with self.project._transaction() as conn:
+        with self.project.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO import_runs (started_at, status, app_version, library_id, library_path, "
                 "library_sha256, models, settings, inputs, counts, message) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, "
@@ -612,7 +613,7 @@ class ProjectWriter:
         for k in ("models", "settings", "inputs", "counts"):
             if k in values and not isinstance(values[k], str):
                 values[k] = json.dumps(values[k])
-        with self.project._transaction() as conn:
+        with self.project.transaction() as conn:
             conn.execute(f"UPDATE import_runs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
                          [*values.values(), run_id])
 
@@ -626,7 +627,7 @@ class ProjectWriter:
     def register_file(self, path: str, kind: str, size: int, mtime_ns: int, sha256: str, run_id: int) -> int:
         """Insert or update a file row (not done) and return its id."""
         path = db_text(path)
-        with self.project._transaction() as conn:
+        with self.project.transaction() as conn:
             row = conn.execute("SELECT id FROM files WHERE path = ?", [path]).fetchone()
             vals = [kind, size, mtime_ns, sha256, run_id, now_iso()]
             if row is None:
@@ -641,12 +642,12 @@ class ProjectWriter:
 
     def touch_file(self, file_id: int, size: int, mtime_ns: int) -> None:
         """A file whose content (sha256) is unchanged but whose mtime moved: remember the new stat."""
-        with self.project._transaction() as conn:
+        with self.project.transaction() as conn:
             conn.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", [size, mtime_ns, file_id])
 
     def reset_file(self, file_id: int) -> None:
         """Forget everything a (changed) file contributed: its items and their results."""
-        with self.project._transaction() as conn:
+        with self.project.transaction() as conn:
             sids = [r[0] for r in conn.execute("SELECT DISTINCT specimen_id FROM items WHERE file_id = ?", [file_id])]
             _delete_items(conn, "file_id = ?", [file_id])
             conn.execute("DELETE FROM metadata_records WHERE file_id = ?", [file_id])
@@ -658,7 +659,7 @@ class ProjectWriter:
         return {r[0] for r in self.conn.execute("SELECT record_key FROM items WHERE file_id = ?", [file_id])}
 
     def mark_file(self, file_id: int, status: str, error: str = "") -> None:
-        with self.project._transaction() as conn:
+        with self.project.transaction() as conn:
             _finish_file(conn, file_id, status, db_text(error))
 
     # -- metadata tables -----------------------------------------------------------------------
@@ -667,7 +668,7 @@ class ProjectWriter:
         """Store a chunk of a metadata table's rows (by processid, else sampleid) and the aliases
         they imply; one transaction. The first chunk replaces what the file gave before; the last
         one fills in specimens imported earlier and marks the file done (``note`` on the file row)."""
-        with self.project._transaction() as conn:
+        with self.project.transaction() as conn:
             if first:
                 conn.execute("DELETE FROM metadata_records WHERE file_id = ?", [file_id])
             n = 0
@@ -714,7 +715,7 @@ class ProjectWriter:
                     keep_matches: int = 10) -> None:
         """Store a batch of processed items, and mark the files it completes as done: one transaction."""
         stamp = now_iso()
-        with self.project._transaction() as conn:
+        with self.project.transaction() as conn:
             touched: set[int] = set()
             for it in items:
                 sid = _specimen_for(conn, it, run_id, stamp)
@@ -759,7 +760,7 @@ class ProjectWriter:
             target = resolve(Path(path).stem, Path(path).parent.name, exclude=key)
             if not target or target == key:
                 continue
-            with self.project._transaction() as conn:
+            with self.project.transaction() as conn:
                 tid = conn.execute("SELECT id FROM specimens WHERE specimen_key = ?", [target]).fetchone()
                 if tid is None:
                     continue

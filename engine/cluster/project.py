@@ -162,7 +162,7 @@ def cluster_project(project_path: str | Path, modality: str = "dna", selection: 
             result = cluster_embeddings(emb, seed=seed, progress=progress, **options)
         if not (map_cached and clusters_cached):
             stamp = now_iso()
-            with project._transaction():
+            with project.transaction():
                 _ensure_tables(project.db)
                 project.db["cluster_maps"].upsert({"map_key": map_key, "modality": modality, "model_sha256": sha,
                                                    "seed": seed, "n": len(ids), "created_at": stamp},
