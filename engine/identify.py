@@ -38,6 +38,7 @@ class Identification:
     matches: list[Match] = field(default_factory=list)
     qc: BarcodeQC | None = None
     error: str = ""
+    embedding: np.ndarray | None = None  # the query's unit embedding (for clustering), not a CSV column
 
     @property
     def status(self) -> str:
@@ -86,11 +87,12 @@ class DnaIdentifier:
         self.assigner = Assigner(calibration, min_confidence=min_confidence)
         self.use_identity = use_sequences and library.has_sequences and "identity" in calibration
 
-    def match(self, sequences: Sequence[str], progress: ProgressCallback = None) -> list[tuple[Call, list[Match]]]:
-        """Calls and ranked matches for QC-cleaned sequences."""
+    def match(self, sequences: Sequence[str], progress: ProgressCallback = None,
+              embeddings: np.ndarray | None = None) -> list[tuple[Call, list[Match]]]:
+        """Calls and ranked matches for QC-cleaned sequences (embedded here unless ``embeddings`` are given)."""
         if not sequences:
             return []
-        emb = self.encoder.embed(sequences, progress=progress)
+        emb = self.encoder.embed(sequences, progress=progress) if embeddings is None else embeddings
         sims, pos = self.library.search(emb, self.k, "dna")
         refs_seq = self.refs.sequences if self.use_identity else None
         genus_scores = None
@@ -132,9 +134,10 @@ class DnaIdentifier:
             results.append(Identification(rec.specimen_id, rec.source_file, "dna", qc=qc, error=qc.error or ""))
             if qc.ok:
                 todo.append(len(results) - 1)
-        for i, (call, matches) in zip(todo, self.match([results[i].qc.sequence for i in todo], progress)):
-            results[i].call = call
-            results[i].matches = matches
+        sequences = [results[i].qc.sequence for i in todo]
+        emb = self.encoder.embed(sequences, progress=progress) if sequences else None
+        for n, (i, (call, matches)) in enumerate(zip(todo, self.match(sequences, progress, embeddings=emb))):
+            results[i].call, results[i].matches, results[i].embedding = call, matches, emb[n]
         return results
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+import numpy as np
+
 from engine.cluster.consensus import consensus_taxonomy
 from engine.cluster.core import NOISE, ClusterResult, cluster_embeddings
 from engine.progress import ProgressCallback
@@ -77,8 +79,7 @@ def cluster_barcodes(
         for i in chosen:
             rows[i]["error"] = "too few specimens to cluster"
         return rows, None
-    # the identifier embedded these already, but does not hand its embeddings out; embedding again is cheap
-    emb = identifier.encoder.embed([results[i].qc.sequence for i in chosen], progress=progress)
+    emb = np.stack([results[i].embedding for i in chosen])
     if cluster_options.get("method") == "identity":
         from engine.cluster.identity import cluster_by_identity
 
