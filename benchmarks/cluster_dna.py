@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from benchmarks.dna_identify import write_fasta, write_section  # noqa: E402
-from engine.cluster import ami, cluster_embeddings, warm_up  # noqa: E402
+from engine.cluster import ami, cluster_embeddings  # noqa: E402
 from engine.cluster.identity import cluster_by_identity  # noqa: E402
 from engine.io import read_barcodes  # noqa: E402
 from engine.qc import check_barcode  # noqa: E402
@@ -156,7 +156,6 @@ def scale_run(n: int, methods: list[str], min_cluster_size: int | None) -> None:
     truth = rng.integers(0, 500, n)
     x = centres[truth] + 0.48 / np.sqrt(128) * rng.normal(size=(n, 128))
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-    warm_up()
     for method in methods:
         t = time.perf_counter()
         res = cluster_embeddings(x, method=method, seed=0,
@@ -188,7 +187,6 @@ def main() -> int:
     print(f"{len(recs)} records of {len(set(truth))} held-out species", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="bioscan-cluster-") as tmp:
         vs_labels, vs_seconds = vsearch_clusters(recs, Path(tmp))
-    warm_up()  # numba compilation is a one-off start-up cost, not clustering time
     n_species = len(set(truth))
     precisions = [args.precision] + (["fp32"] if args.sweep and args.precision == "int8" else [])
     results, ceilings, embed_seconds = [], [], {}

@@ -2,9 +2,7 @@
 
 1. Start-up: `bioscan-desktop` in a child process (offscreen) until the window is shown and the
    event loop runs; median of several runs, and which heavy modules were loaded by then.
-2. GUI-thread stalls while umap-learn is warmed in the background (its first import compiles
-   numba code): the longest gap between 10 ms timer ticks on the GUI thread.
-3. A 100,000-specimen project (built by benchmarks/import_benchmark.list_timings): time the
+2. A 100,000-specimen project (built by benchmarks/import_benchmark.list_timings): time the
    GUI-thread work of opening it, sorting, jumping to the last row, searching and filtering.
 
     .venv/bin/python benchmarks/gui_startup.py [--runs 5] [--rows 100000] [--section]
@@ -94,15 +92,9 @@ def main() -> int:
         from bioscan_desktop.settings import Settings
 
         app = QApplication([])
-        window = MainWindow(Settings(user_name="bench"), warm_up=False)
+        window = MainWindow(Settings(user_name="bench"))
         window.show()
         spin(app, lambda: not workers.running(), 30)
-        probe = StallProbe()
-        t = time.perf_counter()
-        window._warm_up()
-        spin(app, lambda: not workers.running(), 300)
-        warm_s = time.perf_counter() - t
-        warm_max, warm_p99 = probe.stop()
 
         from benchmarks.import_benchmark import list_timings
 
@@ -137,10 +129,7 @@ def main() -> int:
         "| measure | value |",
         "|---|---|",
         f"| start-up to an interactive window, median of {len(times)} | **{median:.2f} s** (max {max(times):.2f} s) |",
-        f"| heavy modules loaded at start-up (onnxruntime, sklearn, umap, matplotlib, torch) | {heavy or 'none'} |",
-        f"| umap warm-up in a background process | {warm_s:.1f} s |",
-        f"| longest GUI-thread stall during the warm-up (10 ms timer; 99th percentile) | {warm_max:.0f} ms "
-        f"({warm_p99:.0f} ms) |",
+        f"| heavy modules loaded at start-up (onnxruntime, sklearn, scranpy, matplotlib, torch) | {heavy or 'none'} |",
     ]
     for name, ms in results.items():
         lines.append(f"| {args.rows:,}-specimen project: {name} | {ms:.0f} ms |")

@@ -1,7 +1,7 @@
 """Entry point of `bioscan-desktop`: arguments, QApplication, the main window; --screenshot renders and exits.
 
 Start-up imports only Qt, the engine's light modules and the window; ONNX Runtime, scikit-learn,
-umap-learn and matplotlib load when first needed (umap is warmed in the background).
+scranpy (UMAP) and matplotlib load when first needed.
 """
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("BIOSCAN Desktop")
     app.setOrganizationName("BIOSCAN")
-    window = MainWindow(warm_up=not args.screenshot and not args.exit_when_ready)
+    window = MainWindow()
     if args.screenshot:
         w, h = (int(x) for x in args.size.lower().split("x"))
         window.resize(w, h)
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return take_screenshot(app, window, args.screenshot, args.view)
     if args.exit_when_ready:
         def ready() -> None:
-            heavy = [m for m in ("onnxruntime", "sklearn", "umap", "matplotlib", "torch") if m in sys.modules]
+            heavy = [m for m in ("onnxruntime", "sklearn", "scranpy", "matplotlib", "torch") if m in sys.modules]
             print(f"ready {time.time():.6f} heavy={','.join(heavy)}", flush=True)
             window.close()
             app.quit()

@@ -186,12 +186,6 @@ def compute_cluster_map(project_path: str, progress: ProgressCallback = None) ->
                       consensus_taxonomy(calls, result.labels), result.summary())
 
 
-def warm_up_clustering(progress: ProgressCallback = None) -> None:
-    from engine.cluster import warm_up
-
-    warm_up()
-
-
 # ------------------------------------------------------------------------------ export (engine/export, engine/report)
 def export_csv(project_path: str, flt: SpecimenFilter | None, out_path: str, progress: ProgressCallback = None) -> int:
     """The specimens a filter shows, in the CSV format of `bioscan export` (engine.export.project_csv)."""

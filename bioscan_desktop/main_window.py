@@ -41,7 +41,7 @@ class MainWindow(QMainWindow):
     treeLoaded = Signal()
     exportFinished = Signal(str)
 
-    def __init__(self, settings: Settings | None = None, warm_up: bool = True):
+    def __init__(self, settings: Settings | None = None):
         super().__init__()
         self.settings = settings or Settings.load()
         self.project = None
@@ -85,8 +85,6 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.import_dock], [110], Qt.Orientation.Vertical)
         self._update_actions()
         self._load_setup_info()
-        if warm_up:
-            QTimer.singleShot(1500, self._warm_up)
 
     # ------------------------------------------------------------------------------------ layout
     def _dock(self, title: str, widget, area) -> QDockWidget:
@@ -526,10 +524,6 @@ class MainWindow(QMainWindow):
         self.cluster_task = None
         self.cluster_view.set_busy(False, message)
         self.clusterMapReady.emit()
-
-    def _warm_up(self) -> None:
-        # a child process: compiles and caches umap's numba code on disk without holding this GIL
-        workers.start(workers.Task(workers.in_subprocess, jobs.warm_up_clustering), "warmup")
 
     # ------------------------------------------------------------------------------------ export
     EXPORTS = {  # kind: (dialog title, file filter, default suffix, job)

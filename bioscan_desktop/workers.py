@@ -102,8 +102,8 @@ def _child_main(conn, fn: Callable[..., Any], args: tuple) -> None:
 def in_subprocess(fn: Callable[..., Any], *args: Any, progress=None) -> Any:
     """Run ``fn(*args, progress=...)`` in a fresh Python process and return its result.
 
-    For CPU-heavy pure-Python/numba work (UMAP, clustering) whose imports and compilation hold
-    the GIL for long stretches: in a thread they would freeze the GUI for up to a second.
+    For CPU-heavy work (UMAP, clustering) whose imports and library calls hold the GIL for
+    long stretches: in a thread they would freeze the GUI for up to a second.
     The child's progress is relayed to ``progress``; Cancelled from it terminates the child.
     ``fn`` must be importable (a module-level function) and its arguments and result picklable.
     """
@@ -144,9 +144,8 @@ def in_subprocess(fn: Callable[..., Any], *args: Any, progress=None) -> Any:
 _running: set[Task] = set()
 _lock = threading.Lock()
 _pools: dict[str, QThreadPool] = {}
-# heavy: imports and clustering (one at a time on a 2-core machine); light: thumbnails, trees, exports;
-# warmup: umap's first import (~15 s of numba compilation) must not hold up an import
-POOL_SIZES = {"heavy": 1, "light": 2, "warmup": 1}
+# heavy: imports and clustering (one at a time on a 2-core machine); light: thumbnails, trees, exports
+POOL_SIZES = {"heavy": 1, "light": 2}
 
 
 def _release(task: Task) -> None:

@@ -17,7 +17,7 @@ Group, Centre for Biodiversity Genomics, CC BY-NC-SA 4.0.</li>
 <li>BIOSCAN-5M specimen photos (3dlg-hcvc/Bioscan-ImgFilter), BIOSCAN / CBG images.</li>
 </ul>
 <p>Used for research, development and testing; check each source's terms before redistributing.</p>
-<p>Built with Qt (PySide6, LGPL), ONNX Runtime (MIT), NumPy, Pillow, Biopython, scikit-learn, umap-learn,
+<p>Built with Qt (PySide6, LGPL), ONNX Runtime (MIT), NumPy, Pillow, Biopython, scikit-learn, scranpy (umappp),
 matplotlib and SQLite.</p>
 """
 

@@ -4,15 +4,16 @@ Following the zero-shot clustering protocol used on BIOSCAN-5M: embeddings are r
 with UMAP (cosine metric), then clustered with agglomerative Ward linkage or HDBSCAN in
 the reduced space. The number of clusters (agglomerative) or the minimum cluster size
 (HDBSCAN) is chosen without labels, as the value with the highest silhouette score in the
-reduced space; a caller may fix it instead. scikit-learn and umap-learn do the work; this
-module only chooses their parameters and summarises what they return.
-
-umap-learn is imported lazily: its first import compiles numba code (~15 s), so the GUI
-calls ``warm_up()`` in a background thread at start-up.
+reduced space; a caller may fix it instead. scikit-learn and umappp (the C++ UMAP behind
+scranpy's ``run_umap``) do the work; this module only chooses their parameters and summarises
+what they return. Both are imported on first use. umappp rather than umap-learn: it needs no
+numba (umap-learn's first import compiled for ~15 s and numba's LLVM was 171 MB of the desktop
+bundle), runs 3-6x faster here, and clusters held-out species as well (docs/clustering.md).
 """
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -76,11 +77,6 @@ class ClusterResult:
         return text
 
 
-def warm_up() -> None:
-    """Import umap-learn (compiles numba code on first use); call it off the GUI thread."""
-    import umap  # noqa: F401
-
-
 def _check_embeddings(emb: np.ndarray) -> np.ndarray:
     emb = np.asarray(emb, dtype=np.float32)
     if emb.ndim != 2:
@@ -91,14 +87,16 @@ def _check_embeddings(emb: np.ndarray) -> np.ndarray:
 
 
 def _umap(emb: np.ndarray, dims: int, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
-    import umap
+    from scranpy import run_umap
 
-    # a fixed random_state makes UMAP deterministic (it then runs single-threaded; n_jobs=1 says so)
-    reducer = umap.UMAP(n_components=dims, n_neighbors=min(n_neighbors, len(emb) - 1), min_dist=min_dist,
-                        metric="cosine", random_state=seed, n_jobs=1, low_memory=True)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning)  # e.g. spectral init falling back
-        return np.asarray(reducer.fit_transform(emb), dtype=np.float32)
+    # Cosine UMAP: on unit vectors Euclidean neighbours are the cosine neighbours. umappp finds them
+    # with Annoy (approximate, scales to large projects) and, with serial optimisation, gives the
+    # same coordinates for the same seed whatever the thread count.
+    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    coords = run_umap(np.ascontiguousarray(unit.T, dtype=np.float64), num_dim=dims,
+                      num_neighbors=min(n_neighbors, len(emb) - 1), min_dist=min_dist,
+                      initialize_seed=seed, optimize_seed=seed, num_threads=os.cpu_count() or 1)
+    return np.asarray(coords, dtype=np.float32)
 
 
 def reduce_embeddings(emb: np.ndarray, dims: int = UMAP_DIMS, n_neighbors: int = UMAP_NEIGHBORS,

@@ -51,7 +51,7 @@ def window(qtbot, gui_settings, tmp_path):
     from bioscan_desktop import workers
     from bioscan_desktop.main_window import MainWindow
 
-    win = MainWindow(gui_settings, warm_up=False)
+    win = MainWindow(gui_settings)
     win.quiet_errors = True  # no modal boxes in tests; errors still reach the status bar
     qtbot.addWidget(win)
     win.show()
