@@ -40,6 +40,21 @@ BEES = set(GROUP_FAMILIES["bees"])
 FUSED_RANKS = ("order", "family", "genus", "species")
 
 
+# Variants of the int8 recipe tried on 2026-11-30 (onnxruntime 1.32, same fp32 model, 128 calibration
+# photos; cosine on the 116 held-out ants/bees and on 100 specimen photos outside the calibration set):
+QUANTISATION_NOTES = (
+    "Recipe (engine/train/image.py): static QDQ, per-channel int8 weights, uint8 activations, MinMax "
+    "calibration on 128 training photos, with the stem and first block left in fp32. Variants measured on the "
+    "same fp32 model (onnxruntime 1.32; speed-up vs fp32 / cosine ants-bees / cosine specimens): everything "
+    "int8 1.99x / 0.9976 / 0.955; stem + block 0 fp32 (shipped) 2.07-2.12x / 0.9985 / 0.988; also blocks 1-3 "
+    "fp32 1.29x / 0.9993 / 0.995; depthwise convolutions fp32 1.34x / 0.971 / 0.657; percentile or entropy "
+    "calibration, symmetric or int8 activations, QOperator format, fp32 pooling or head: no better than "
+    "the shipped recipe (1.03-2.15x, specimens <= 0.988). int8 convolutions are 90 % of the int8 model's time. "
+    "The previous pack (everything int8) measured 2.39x in an earlier session, with fp32 at 194 images/s; "
+    "on this session's machine fp32 runs at 250-285 images/s and the same recipe at 1.99-2.04x: the ratio "
+    "moves with the host CPU.")
+
+
 def throughput(path: Path, x: np.ndarray, threads: int = 2, seconds: float = 4.0) -> float:
     from engine.models.runtime import create_session
 
@@ -134,12 +149,18 @@ def main() -> int:
     enc32 = ImageEncoder(pack, "fp32", device="cpu")
     enc8 = ImageEncoder(pack, "int8", device="cpu")
     x = enc8.preprocess.batch(held_images[:32])
-    fps32, fps8 = throughput(pack.model_path("fp32"), x), throughput(pack.model_path("int8"), x)
-    e32, e8 = enc32.embed(held_images), enc8.embed(held_images)
-    cos = (e32 * e8).sum(1)
-    lines += ["", "| model | images/s (2 threads, batch 32) | cosine to fp32 (mean / min) |", "|---|---|---|",
-              f"| fp32 ONNX | {fps32:.1f} | 1 |",
-              f"| int8 ONNX (static QDQ) | {fps8:.1f} (**{fps8 / fps32:.2f}x**) | {cos.mean():.4f} / {cos.min():.4f} |"]
+    rounds = [(throughput(pack.model_path("fp32"), x), throughput(pack.model_path("int8"), x)) for _ in range(3)]
+    fps32, fps8 = max(r[0] for r in rounds), max(r[1] for r in rounds)  # best of 3 alternating rounds
+    cos = (enc32.embed(held_images) * enc8.embed(held_images)).sum(1)
+    # the photos a BIOSCAN lab takes: specimens on a plain background (all of the unlabelled set;
+    # the int8 calibration drew 128 photos from all training photos, so about a fifth of these)
+    specimens = [load_photo(p) for p in sorted((data / "images" / "bioscan5m_specimens_unlabeled").glob("*.jpg"))]
+    cos_spec = (enc32.embed(specimens) * enc8.embed(specimens)).sum(1)
+    lines += ["", "| model | images/s (2 threads, batch 32; best of 3) | cosine to fp32, held-out ants/bees (mean / min) "
+              f"| cosine to fp32, {len(specimens)} BIOSCAN specimen photos (mean / min) |", "|---|---|---|---|",
+              f"| fp32 ONNX | {fps32:.1f} | 1 | 1 |",
+              f"| int8 ONNX (static QDQ) | {fps8:.1f} (**{fps8 / fps32:.2f}x**) | {cos.mean():.4f} / {cos.min():.4f} "
+              f"| {cos_spec.mean():.4f} / {cos_spec.min():.4f} |", "", QUANTISATION_NOTES]
 
     # 2./3. photo identification
     library = ReferenceLibrary.open(library_path)

@@ -41,12 +41,13 @@ class _Reader:
 
 def quantize_static_int8(fp32: str | Path, out: str | Path, input_name: str,
                          calibration_batches: Iterable[np.ndarray], per_channel: bool = True,
-                         op_types: Sequence[str] | None = None) -> Path:
+                         op_types: Sequence[str] | None = None, fp32_weights: Sequence[str] = ()) -> Path:
     """Static QDQ int8 (weights and activations), calibrated on real inputs.
 
     Static, not dynamic: ONNX Runtime's dynamic int8 convolutions run ~6x slower than fp32.
     ``op_types`` limits quantisation to those operators (e.g. ["Conv"] keeps a small
     projection head in fp32, where one uint8 scale per tensor costs embedding accuracy).
+    Nodes whose weight's name starts with one of ``fp32_weights`` stay fp32.
     """
     import tempfile
 
@@ -57,14 +58,27 @@ def quantize_static_int8(fp32: str | Path, out: str | Path, input_name: str,
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        keep = _nodes_with_weights(pre, fp32_weights) if fp32_weights else []
         quantize_static(
             str(pre), str(out), _Reader(input_name, calibration_batches),
             quant_format=QuantFormat.QDQ, per_channel=per_channel,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             **({"op_types_to_quantize": list(op_types)} if op_types else {}),
+            **({"nodes_to_exclude": keep} if keep else {}),
         )
     return out
+
+
+def _nodes_with_weights(model: Path, prefixes: Sequence[str]) -> list[str]:
+    import onnx
+
+    initializers = {t.name for t in onnx.load(str(model), load_external_data=False).graph.initializer}
+    nodes = [n.name for n in onnx.load(str(model), load_external_data=False).graph.node
+             if any(i in initializers and i.startswith(tuple(prefixes)) for i in n.input)]
+    if not nodes:
+        raise ValueError(f"no node of {model.name} has a weight named {', '.join(prefixes)}...")
+    return nodes
 
 
 def quantize_dynamic_int8(fp32: str | Path, out: str | Path) -> Path:

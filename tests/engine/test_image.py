@@ -116,6 +116,17 @@ def test_pack_manifest_records_alignment_calibration_and_int8(trained_pack, tiny
     assert pack.manifest["calibration"]["ranks"] == ["order", "family"]
     assert {f["precision"] for f in pack.files} == {"int8", "fp32"}
     assert pack.manifest["training"]["int8_cosine_to_fp32"]["mean"] > 0.95
+    # int8 everywhere but the stem and first block, whose convolutions keep fp32 weights
+    import onnx
+
+    from engine.train.image import INT8_FP32_WEIGHTS
+
+    graph = onnx.load(str(pack.model_path("int8"))).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    conv_weights = [n.input[1] for n in graph.node if n.op_type == "Conv"]
+    fp32 = [w for w in conv_weights if w not in dequantized]
+    assert {w.split(".")[1] for w in fp32} == {"_conv_stem", "_blocks"} and all(w.startswith(INT8_FP32_WEIGHTS) for w in fp32)
+    assert len(conv_weights) - len(fp32) >= 40
     emb = ImageEncoder(pack, device="cpu").embed([make_photo("Synthidae1", np.random.default_rng(5))])
     assert emb.shape == (1, 256) and np.linalg.norm(emb[0]) == pytest.approx(1.0, abs=1e-3)
 
