@@ -100,6 +100,7 @@ class DnaIdentifier:
             genus_scores = self.refs.genus_prototypes().scores(
                 emb, [[self.refs.taxonomy[c].genus for c in pos[q]] for q in range(len(sequences))])
         out = []
+        taxonomy, record_ids = self.refs.taxonomy, self.refs.record_ids
         for q, seq in enumerate(sequences):
             cand, sim = pos[q], sims[q]
             if refs_seq is not None:
@@ -109,12 +110,11 @@ class DnaIdentifier:
                 scores, kind = ident, "identity"
             else:
                 ident, scores, kind = None, sim, "similarity"
-            tax = [self.refs.taxonomy[c] for c in cand]
+            cand_list, sim_list = cand.tolist(), sim.tolist()  # Python scalars: 50 matches a query add up
+            tax = [taxonomy[c] for c in cand_list]
             call = self.assigner.assign(Candidates(tax, scores, kind, genus_scores[q] if genus_scores else None))
-            matches = [
-                Match(self.refs.record_ids[c], tax[i], float(sim[i]), None if ident is None else float(ident[i]))
-                for i, c in enumerate(cand)
-            ]
+            idents = [None] * len(cand_list) if ident is None else ident.tolist()
+            matches = [Match(record_ids[c], t, s, i) for c, t, s, i in zip(cand_list, tax, sim_list, idents)]
             out.append((call, matches))
             if q % 200 == 0:
                 report(progress, q, len(sequences), "assigning taxonomy")

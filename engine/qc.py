@@ -42,15 +42,13 @@ _STOP_MASK = _stop_codon_mask()
 
 def count_stops(seq: str) -> list[int]:
     """Stop codons (table 5) in each of the three forward frames; codons with N are skipped."""
-    codes = _BASE_CODE[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
-    counts = []
-    for frame in range(3):
-        n = (len(codes) - frame) // 3
-        cod = codes[frame : frame + 3 * n].reshape(n, 3).astype(np.int64)
-        valid = (cod < 4).all(axis=1)
-        idx = cod[:, 0] * 16 + cod[:, 1] * 4 + cod[:, 2]
-        counts.append(int((_STOP_MASK[np.where(valid, idx, 0)] & valid).sum()))
-    return counts
+    codes = _BASE_CODE[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)].astype(np.intp)
+    if len(codes) < 3:
+        return [0, 0, 0]
+    a, b, c = codes[:-2], codes[1:-1], codes[2:]  # the codon starting at each position
+    valid = (a < 4) & (b < 4) & (c < 4)
+    stops = _STOP_MASK[np.where(valid, a * 16 + b * 4 + c, 0)] & valid
+    return [int(stops[frame::3].sum()) for frame in range(3)]
 
 
 def reverse_complement(seq: str) -> str:
@@ -90,9 +88,11 @@ def check_barcode(raw: str) -> BarcodeQC:
             error=f"mostly ambiguous bases ({ambiguous:.0%} not A/C/G/T)",
         )
     forward = count_stops(seq)
-    rc = reverse_complement(seq)
-    reverse = count_stops(rc)
-    reversed_ = min(forward) > 0 and min(reverse) < min(forward)
+    reversed_ = False
+    if min(forward) > 0:  # no open frame forward: is the other strand better?
+        rc = reverse_complement(seq)
+        reverse = count_stops(rc)
+        reversed_ = min(reverse) < min(forward)
     if reversed_:
         seq, stops = rc, min(reverse)
         flags.append("reverse_complemented")

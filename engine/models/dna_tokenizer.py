@@ -48,9 +48,12 @@ class KmerTokenizer:
         n = len(codes) - self.k + 1
         if n <= 0:
             return np.array([AMBIGUOUS], dtype=np.int64)
-        windows = np.lib.stride_tricks.sliding_window_view(codes, self.k)
-        ambiguous = (windows == 4).any(axis=1)
-        ids = (windows * (4 ** np.arange(self.k - 1, -1, -1))).sum(axis=1) + 2
+        ids = np.full(n, 2, dtype=np.int64)  # base-4 index of each k-mer, first base most significant, + 2
+        ambiguous = np.zeros(n, dtype=bool)
+        for j in range(self.k):
+            part = codes[j: j + n]
+            ids += part << (2 * (self.k - 1 - j))
+            ambiguous |= part == 4
         ids[ambiguous] = AMBIGUOUS
         return ids
 
