@@ -20,5 +20,10 @@ if "$VENV/bin/python" -c "import torch" 2>/dev/null; then
 fi
 "$VENV/bin/pyinstaller" --noconfirm --clean --log-level WARN \
   --distpath dist --workpath build/pyinstaller packaging/bioscan.spec
+if [ "$(uname)" = Linux ]; then
+  # Symbol tables of the shared libraries (~45 MB; libpython alone carries 17 MB). Not the wheels'
+  # vendored *.libs/ folders: auditwheel's patchelf layout does not survive strip (openblas fails to load).
+  find dist/BIOSCAN-Desktop/_internal -type f -name '*.so*' -not -path '*.libs/*' -exec strip --strip-unneeded {} +
+fi
 cp packaging/linux/bioscan-desktop.desktop packaging/linux/bioscan-desktop.png dist/BIOSCAN-Desktop/ 2>/dev/null || true
 echo "built dist/BIOSCAN-Desktop: $(du -sh dist/BIOSCAN-Desktop | cut -f1)"

@@ -5,8 +5,8 @@
 Runs the bundle's `bioscan --version --verbose`, `bioscan identify` on a FASTA (120 real
 barcodes drawn from ../shared/data when present, else COI-like synthetic ones, and one protein
 record that must come back as an error row) and a photo, `bioscan-desktop --screenshot` offscreen,
-and the GUI's cluster map of a project imported from the same folder (UMAP in a child process the
-frozen app spawns); checks the outputs; prints the bundle size, the GUI's cold start and the
+the GUI's cluster map of a project imported from the same folder (UMAP in a child process the
+frozen app spawns) and that project's PDF report; checks the outputs; prints the bundle size, the GUI's cold start and the
 identify time. Exits non-zero on the first failure.
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ def main() -> int:
         print(proc.stdout.strip())
         sample = tmp / "sample"
         sample.mkdir()
-        recs, real = barcodes(MIN_ITEMS_FOR_UMAP + 20)  # enough for the cluster map to run UMAP (numba) below
+        recs, real = barcodes(MIN_ITEMS_FOR_UMAP + 20)  # enough for the cluster map to run UMAP below
         protein = "MKVLAAGIVGLLLAQSPRWEEFFKKLLHHGGTTPPRRSSDDNNQQYYWW" * 10  # not DNA: must be an error row
         (sample / "plate.fasta").write_text("".join(f">{i}\n{s}\n" for i, s in recs) + f">not_dna\n{protein}\n")
         from PIL import Image  # the build venv has Pillow; the photo only has to be a real JPEG
@@ -100,9 +100,13 @@ def main() -> int:
         run([str(gui), "--screenshot", str(shot)], env=env)
         t_gui = time.perf_counter() - t
         assert shot.is_file() and shot.stat().st_size > 20_000, "screenshot missing or blank"
-        # a project's cluster map: UMAP (numba) in a child process the frozen app spawns, drawn by matplotlib
+        # a project's cluster map: UMAP in a child process the frozen app spawns, drawn by matplotlib
         project = tmp / "plate.bioscan.db"
         run([str(cli), "import", str(sample), "--project", str(project), "-q"], env=env)
+        # the PDF report (matplotlib's PDF backend and its fonts in the bundle)
+        run([str(cli), "report", "--project", str(project), "--out", str(tmp / "report.pdf")], env=env)
+        report = (tmp / "report.pdf").read_bytes()
+        assert report.startswith(b"%PDF") and len(report) > 10_000, "PDF report missing or empty"
         cluster_shot = tmp / "cluster.png"
         _, t_cluster = run([str(gui), str(project), "--screenshot", str(cluster_shot), "--view", "cluster"], env=env)
         # drawn points and legend carry tab20's first colour; a failed map is only a message

@@ -3,8 +3,7 @@ before anything imports matplotlib.
 
 PyInstaller's matplotlib runtime hook points MPLCONFIGDIR at a fresh temporary folder, so every
 report and every cluster map would rebuild the font cache (seconds on a workstation with many
-fonts). It runs after custom runtime hooks, hence this is done in the entry points. numba needs
-nothing of the kind: it caches compiled code of a frozen app in the user's cache folder itself.
+fonts). It runs after custom runtime hooks, hence this is done in the entry points.
 """
 import os
 
