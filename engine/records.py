@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, asdict
+from typing import NamedTuple
 
 # Ranks the engine calls, coarse to fine. "bin_uri" is the BOLD Barcode Index Number.
 RANKS: tuple[str, ...] = ("order", "family", "genus", "species", "bin_uri")
@@ -64,9 +65,9 @@ class BarcodeQC:
         return self.error is None
 
 
-@dataclass(frozen=True)
-class Match:
-    """One reference hit for a query."""
+class Match(NamedTuple):
+    """One reference hit for a query. A named tuple, not a frozen dataclass: identify makes 50
+    per query, and a frozen dataclass costs ~2.5 us each to build (0.6 s for 4,915 queries)."""
 
     record_id: str
     taxonomy: Taxonomy
