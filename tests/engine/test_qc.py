@@ -23,10 +23,11 @@ def test_reverse_complement_is_detected_and_fixed():
 
 
 def test_stop_codon_in_every_frame_flags_a_likely_numt():
-    # TAA/TAG in all three frames of the forward strand
-    broken = SEQ[:300] + "TAATAGTAA" + "A" + "TAGTAA" + "AA" + "TAGTAA" + SEQ[300:]
+    # TAA/TAG in all three frames of the forward strand (the best frame, frame 0, gets two)
+    broken = SEQ[:300] + "TAAATAGAATAG" + SEQ[300:]
+    assert min(count_stops(broken)) == 2
     qc = check_barcode(broken)
-    assert qc.ok and "stop_codons" in qc.flags and qc.stop_codons >= 1
+    assert qc.ok and "stop_codons" in qc.flags and qc.stop_codons == 2
 
 
 def test_count_stops_uses_table_5():
@@ -46,3 +47,17 @@ def test_short_and_ambiguous_inputs():
     qc = check_barcode(SEQ[:400])
     assert qc.ok and "short" in qc.flags
     assert check_barcode("").error == "empty sequence"
+
+
+def test_a_sequence_with_no_reading_frame_is_not_identified():
+    import numpy as np
+
+    # random bases with an insect COI's AT-rich composition: stops everywhere, in both strands
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        qc = check_barcode("".join(rng.choice(list("ATCG"), p=[0.3, 0.4, 0.15, 0.15], size=658)))
+        assert not qc.ok and qc.error.startswith("no reading frame") and qc.stop_codons >= 5
+    # a pseudogene-like barcode with a few stops is still identified, flagged
+    few = SEQ[:300] + "TAA" + SEQ[303:330] + "TAG" + SEQ[333:]
+    qc = check_barcode(few)
+    assert qc.ok and qc.stop_codons == 2 and "stop_codons" in qc.flags
