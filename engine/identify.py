@@ -7,7 +7,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from engine.align import identity
+from engine.align import pair_identities
 from engine.assign import Assigner, Candidates, DEFAULT_MIN_CONFIDENCE
 from engine.errors import LibraryError
 from engine.library import ReferenceLibrary
@@ -99,12 +99,18 @@ class DnaIdentifier:
         if refs_seq is None:  # similarity alone: genera judged by their prototypes (engine.assign)
             genus_scores = self.refs.genus_prototypes().scores(
                 emb, [[self.refs.taxonomy[c].genus for c in pos[q]] for q in range(len(sequences))])
+        all_idents = None
+        if refs_seq is not None:  # every query against each of its candidates, on all cores
+            k = pos.shape[1]
+            all_idents = pair_identities([(seq, refs_seq[c] or "") for seq, cand in zip(sequences, pos.tolist())
+                                          for c in cand], progress=progress, message="aligning to candidates")
+            all_idents = all_idents.reshape(len(sequences), k)
         out = []
         taxonomy, record_ids = self.refs.taxonomy, self.refs.record_ids
         for q, seq in enumerate(sequences):
             cand, sim = pos[q], sims[q]
-            if refs_seq is not None:
-                ident = np.array([identity(seq, refs_seq[c]) if refs_seq[c] else 0.0 for c in cand])
+            if all_idents is not None:
+                ident = all_idents[q]
                 order = np.lexsort((-sim, -ident))  # identity first, similarity breaks ties
                 cand, sim, ident = cand[order], sim[order], ident[order]
                 scores, kind = ident, "identity"

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.errors import BioscanError
-from engine.progress import ProgressCallback, report
+from engine.progress import ProgressCallback
 
 NEIGHBORS = 20
 GAP_WINDOW = (0.90, 0.99)  # where species boundaries of COI lie (BOLD's BINs: ~2.2 %, OTUs: 3 %)
@@ -31,7 +31,7 @@ DEFAULT_THRESHOLD = 0.97
 def neighbour_identities(sequences: Sequence[str], embeddings: np.ndarray, neighbors: int = NEIGHBORS,
                          progress: ProgressCallback = None) -> np.ndarray:
     """Edges (i, j, identity) with i < j between each barcode and its nearest embedding neighbours."""
-    from engine.align import identity
+    from engine.align import pair_identities
     from engine.search import ExactIndex
 
     n = len(sequences)
@@ -39,12 +39,12 @@ def neighbour_identities(sequences: Sequence[str], embeddings: np.ndarray, neigh
         return np.zeros((0, 3))
     _, idx = ExactIndex(embeddings).search(embeddings, min(neighbors + 1, n))
     pairs = {(min(i, int(j)), max(i, int(j))) for i in range(n) for j in idx[i] if int(j) != i}
-    edges = np.zeros((len(pairs), 3))
-    for e, (i, j) in enumerate(sorted(pairs)):
-        edges[e] = (i, j, identity(sequences[i], sequences[j]))
-        if e % 5000 == 0:
-            report(progress, e, len(pairs), "aligning neighbours")
-    report(progress, len(pairs), len(pairs), "aligning neighbours")
+    ordered = sorted(pairs)
+    edges = np.zeros((len(ordered), 3))
+    if ordered:
+        edges[:, :2] = ordered
+        edges[:, 2] = pair_identities([(sequences[i], sequences[j]) for i, j in ordered], progress=progress,
+                                      message="aligning neighbours")
     return edges
 
 
