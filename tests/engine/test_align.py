@@ -32,3 +32,19 @@ def test_pair_identities_stop_when_cancelled():
 
     with pytest.raises(Cancelled):
         pair_identities([("ACGT" * 30, "ACGA" * 30)] * 5000, progress=cancel)
+
+
+def test_a_cancel_drops_the_chunks_not_yet_started(monkeypatch):
+    import engine.align
+
+    aligned = []
+    # ~3 us a call (real alignments take ~30 us): 50 chunks are ~0.3 s of work on two threads
+    monkeypatch.setattr(engine.align, "identity", lambda a, b: aligned.append(sum(range(200))) or 1.0)
+
+    def cancel(done, total, msg):
+        raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        pair_identities([("ACGT", "ACGT")] * (50 * 4096), threads=2, progress=cancel)
+    # the first chunk, plus at most the few the two threads had started or queued before the cancel
+    assert 4096 <= len(aligned) < 10 * 4096
