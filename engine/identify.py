@@ -27,6 +27,23 @@ RESULT_COLUMNS = [
 ]
 
 
+def unframed_error(qc: BarcodeQC | None, call: Call | None) -> str:
+    """The error for a barcode with no reading frame and no close reference; "" otherwise.
+
+    The encoder does not recognise non-COI input: 300 real barcodes with their bases shuffled got
+    order calls for 84 %, family for 75 % and genus for 48 % against the bundled library. With no
+    reading frame (QC) and no reference close enough to name a species (``call.novel``) the
+    sequence is not identified. A frame-shifted real barcode that still matches its species
+    closely is kept (flagged): BOLD's GBCL33349-19, 9 stops, is Coccinella septempunctata at
+    cosine 0.95.
+    """
+    if qc is None or call is None or "no_reading_frame" not in qc.flags or not call.novel:
+        return ""
+    return (f"no reading frame ({qc.stop_codons} stop codons in the best frame of either strand, table 5) "
+            "and no close reference: not a COI-5P barcode (another marker, a contaminant or chimera) "
+            "or full of sequencing errors; not identified")
+
+
 @dataclass
 class Identification:
     """The result for one specimen record: a call, or an error."""
@@ -143,7 +160,9 @@ class DnaIdentifier:
         sequences = [results[i].qc.sequence for i in todo]
         emb = self.encoder.embed(sequences, progress=progress) if sequences else None
         for n, (i, (call, matches)) in enumerate(zip(todo, self.match(sequences, progress, embeddings=emb))):
-            results[i].call, results[i].matches, results[i].embedding = call, matches, emb[n]
+            results[i].error = unframed_error(results[i].qc, call)
+            if not results[i].error:
+                results[i].call, results[i].matches, results[i].embedding = call, matches, emb[n]
         return results
 
 

@@ -466,7 +466,13 @@ class _Importer:
         self._tick(len(items), "identifying barcodes")
 
     def _match_barcodes(self, items: list[ItemResult]) -> None:
+        from engine.identify import unframed_error
+
         self._match(self.identifier, items, [it.qc.sequence for it in items], "dna", "identification failed")
+        for it in items:
+            error = unframed_error(it.qc, it.call)
+            if error:
+                it.status, it.error, it.call, it.matches, it.embedding = "error", f"QC: {error}", None, [], None
 
     def _match(self, identifier, items: list[ItemResult], queries: list, call_modality: str, failure: str) -> None:
         """Run an identifier's ``match`` on a batch and fill the items' calls, matches and embeddings.

@@ -20,11 +20,11 @@ AMBIGUOUS_WARN = 0.01
 AMBIGUOUS_MAX = 0.5
 GENETIC_CODE = 5  # NCBI: invertebrate mitochondrial
 # A COI barcode reads through in one frame; a pseudogene (NUMT) or a sequencing error leaves a
-# few stops. From this many stops in the best frame of both strands on, the sequence is not
-# identified: of the 38,963 real barcodes in the shared data 1 has >= 5 (15 have 1, 14 have 2-4),
-# while 92.9 % of the same barcodes with their bases shuffled do, and such random sequences got
-# order calls for 84 %, family for 75 % and genus for 48 % of 300 tried against the bundled library.
-MAX_STOP_CODONS = 5
+# few stops. From this many stops in the best frame of both strands on, the sequence is flagged
+# `no_reading_frame`: of the 38,963 real barcodes in the shared data 1 has >= 5 (15 have 1, 14 have
+# 2-4), while 92.9 % of the same barcodes with their bases shuffled do. What identification then
+# does with it: engine.identify.unframed_error.
+NO_READING_FRAME_STOPS = 5
 
 _COMPLEMENT = str.maketrans("ACGTURYSWKMBDHVN", "TGCAAYRSWMKVHDBN")
 _BASE_CODE = np.full(256, 4, dtype=np.uint8)
@@ -104,14 +104,10 @@ def check_barcode(raw: str) -> BarcodeQC:
         flags.append("reverse_complemented")
     else:
         stops = min(forward)
-    if stops >= MAX_STOP_CODONS:
-        return BarcodeQC(
-            "", raw_length, length, ambiguous, reversed_, stops, flags + ["stop_codons"],
-            error=f"no reading frame: {stops} stop codons in the best frame of either strand (table 5); "
-                  "not a COI-5P barcode (another marker, a contaminant or chimera) or full of sequencing errors",
-        )
     if stops:
         flags.append("stop_codons")  # likely pseudogene (NUMT) or sequencing error
+    if stops >= NO_READING_FRAME_STOPS:
+        flags.append("no_reading_frame")  # not COI-like at all, or full of frame shifts
     if length < BIN_MIN_LENGTH:
         flags.append("short")
     if ambiguous > AMBIGUOUS_WARN:

@@ -5,6 +5,7 @@ import io
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -52,6 +53,8 @@ def corpus(tmp_path, synthetic_split):
     (d / "empty.tsv").write_bytes(b"")
     (d / "binary.fasta").write_bytes(b"\x00\x01\x02" * 100)
     (d / "protein.fasta").write_text(">prot1\n" + "MKVLAAGIVGLLLAEEFQPRSTW" * 10 + "\n")
+    noise = "".join(np.random.default_rng(4).choice(list("ATCG"), p=[0.3, 0.4, 0.15, 0.15], size=658))
+    (d / "not coi.fasta").write_text(">noise1\n" + noise + "\n")  # DNA, but no reading frame, no match
     (d / "huge line.fasta").write_text(">huge1\n" + "ACGT" * 12_500_000 + "\n")  # 50 MB, one line
     (d / "dupes.fasta").write_text(f">{known[0].specimen_id}\n{known[0].sequence}\n"
                                    f">{known[0].specimen_id}\n{known[1].sequence}\n")
@@ -89,6 +92,7 @@ def test_bad_inputs_become_specific_error_rows(corpus, tmp_path, tiny_library, t
             "empty.tsv": "the file is empty",
             "binary.fasta": "binary data",
             "protein.fasta#prot1": "QC: not a DNA sequence",
+            "not coi.fasta#noise1": "QC: no reading frame",
             "huge line.fasta#huge1": "sequence too long: 50,000,000 characters",
             f"dupes.fasta#{make_key(corpus)}#2": "duplicate FASTA id",
             "rows.tsv#rows:line5": "malformed row: line 5: expected 7 fields, found 3",

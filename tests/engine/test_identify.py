@@ -139,3 +139,29 @@ def test_genus_call_follows_the_nearest_prototype_not_the_nearest_records():
     assert by_prototype["genus"][0] == "Beta"
     assert by_prototype["genus"][1] > 0.9  # 0.1 of cosine at temperature 0.02: a clear winner
     assert by_prototype["species"][0] == "Beta sp0"  # the species vote stays within the called genus
+
+
+def test_no_reading_frame_and_no_close_reference_is_not_identified(identifier, synthetic_split):
+    good = synthetic_split[1][0]
+    # random AT-rich bases: no reading frame, and nothing in the library near it
+    rng = np.random.default_rng(4)
+    noise = type(good)("noise", "".join(rng.choice(list("ATCG"), p=[0.3, 0.4, 0.15, 0.15], size=658)), "f.fa")
+    results = identifier.identify([noise, good])
+    assert "no_reading_frame" in results[0].qc.flags
+    assert results[0].status == "error" and results[0].error.startswith("no reading frame")
+    assert results[0].call is None and results[0].as_row()["family"] == ""
+    assert results[1].status == "ok"
+
+
+def test_a_frame_shifted_barcode_with_a_close_reference_is_kept():
+    from engine.identify import unframed_error
+    from engine.records import BarcodeQC, Call, RankCall
+
+    qc = BarcodeQC("ACGT" * 150, 600, 600, 0.0, False, 9, ["stop_codons", "no_reading_frame"])
+    close = Call({r: RankCall(r, "x", 0.9) for r in ("order", "family", "genus", "species", "bin_uri")})
+    far = Call({r: RankCall(r, "", 0.1) for r in ("order", "family", "genus", "species", "bin_uri")},
+               novel=True, novel_rank="order")
+    assert unframed_error(qc, close) == ""
+    assert unframed_error(qc, far).startswith("no reading frame (9 stop codons")
+    framed = BarcodeQC("ACGT" * 150, 600, 600, 0.0, False, 2, ["stop_codons"])
+    assert unframed_error(framed, far) == ""
