@@ -103,7 +103,8 @@ _NAMES_BY_RANK = attrgetter(*RANKS)
 
 
 def _sum_rows_by_code(rows: np.ndarray, code: np.ndarray, n_codes: int) -> np.ndarray:
-    """(n_codes, d) float64 sums of ``rows`` grouped by ``code`` (np.add.at is ~20x slower)."""
+    """(n_codes, d) sums of ``rows`` grouped by ``code``, summed in ``rows``' dtype and returned as
+    float64 (np.add.at is ~20x slower)."""
     out = np.zeros((n_codes, rows.shape[1]))
     if len(code):
         order = np.argsort(code, kind="stable")

@@ -73,9 +73,9 @@ def quantize_static_int8(fp32: str | Path, out: str | Path, input_name: str,
 def _nodes_with_weights(model: Path, prefixes: Sequence[str]) -> list[str]:
     import onnx
 
-    initializers = {t.name for t in onnx.load(str(model), load_external_data=False).graph.initializer}
-    nodes = [n.name for n in onnx.load(str(model), load_external_data=False).graph.node
-             if any(i in initializers and i.startswith(tuple(prefixes)) for i in n.input)]
+    graph = onnx.load(str(model), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    nodes = [n.name for n in graph.node if any(i in initializers and i.startswith(tuple(prefixes)) for i in n.input)]
     if not nodes:
         raise ValueError(f"no node of {model.name} has a weight named {', '.join(prefixes)}...")
     return nodes
