@@ -14,9 +14,9 @@ from engine.library import ReferenceLibrary
 from engine.models.dna_encoder import DnaEncoder
 from engine.progress import ProgressCallback, report
 from engine.qc import check_barcode
-from engine.records import RANKS, Barcode, BarcodeQC, Call, Match, RecordError
+from engine.records import RANKS, REPORTED_MATCHES, Barcode, BarcodeQC, Call, Match, RecordError
 
-TOP_K = 50
+TOP_K = 50  # candidates a query's calls are voted among; a result keeps REPORTED_MATCHES of them
 
 RESULT_COLUMNS = [
     "specimen_id", "source_file", "modality", "status",
@@ -102,7 +102,8 @@ class DnaIdentifier:
         self.refs = library.references("dna")
         self.k = k
         self.assigner = Assigner(calibration, min_confidence=min_confidence)
-        self.use_identity = use_sequences and library.has_sequences and "identity" in calibration
+        # calibration first: has_sequences scans the whole table when the library keeps none
+        self.use_identity = use_sequences and "identity" in calibration and library.has_sequences
 
     def match(self, sequences: Sequence[str], progress: ProgressCallback = None,
               embeddings: np.ndarray | None = None) -> list[tuple[Call, list[Match]]]:
@@ -137,7 +138,8 @@ class DnaIdentifier:
             tax = [taxonomy[c] for c in cand_list]
             call = self.assigner.assign(Candidates(tax, scores, kind, genus_scores[q] if genus_scores else None))
             idents = [None] * len(cand_list) if ident is None else ident.tolist()
-            matches = [Match(record_ids[c], t, s, i) for c, t, s, i in zip(cand_list, tax, sim_list, idents)]
+            matches = [Match(record_ids[c], t, s, i) for c, t, s, i
+                       in zip(cand_list[:REPORTED_MATCHES], tax, sim_list, idents)]
             out.append((call, matches))
             if q % 200 == 0:
                 report(progress, q, len(sequences), "assigning taxonomy")

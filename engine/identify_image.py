@@ -31,7 +31,7 @@ from engine.identify import TOP_K, Identification
 from engine.io.images import LabelledPhoto, load_photo
 from engine.library import ReferenceLibrary, ReferenceRecord
 from engine.progress import ProgressCallback, report
-from engine.records import RANKS, Call, Match, RankCall, Taxonomy
+from engine.records import RANKS, REPORTED_MATCHES, Call, Match, RankCall, Taxonomy
 
 PHOTO_RANKS = ("order", "family")
 UNKNOWN_FAMILY = "(family unknown)"
@@ -182,7 +182,7 @@ class ImageIdentifier:
             tax = [self.refs.taxonomy[c] for c in pos[q]]
             votes = [self.vote_taxonomy[c] for c in pos[q]]
             call = _photo_call(self.assigner.assign(Candidates(votes, sims[q], "similarity")))
-            out.append((call, [Match(self.refs.record_ids[c], tax[i], float(sims[q][i])) for i, c in enumerate(pos[q])]))
+            out.append((call, [Match(self.refs.record_ids[c], tax[i], float(sims[q][i])) for i, c in enumerate(pos[q][:REPORTED_MATCHES])]))
         return out
 
     def identify(self, paths: Sequence[str | Path], progress: ProgressCallback = None) -> list[Identification]:

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Protocol, Sequence
 from engine.errors import BioscanError
 from engine.progress import Cancelled, ProgressCallback, report
 from engine.project import ItemResult, Project, ProjectWriter, open_project
-from engine.records import Barcode, Call, Match, RecordError
+from engine.records import REPORTED_MATCHES, Barcode, Call, Match, RecordError
 from engine.scan import ScannedFile, photo_key, scan_folders
 
 
@@ -39,7 +39,7 @@ class ImportSettings:
     batch_size: int = 256  # barcode records per transaction
     photo_batch_size: int = 32  # photos decoded at once (bounds memory with big TIFFs)
     metadata_batch_size: int = 5000  # metadata-table rows per transaction
-    keep_matches: int = 10  # reference matches stored per item
+    keep_matches: int = REPORTED_MATCHES  # reference matches stored per item
     max_sequence_length: int = 10_000  # longer "barcodes" are errors (COI-5P is ~658 bp)
     min_confidence: float = 0.5
     use_sequences: bool = True  # re-rank by alignment identity when the library keeps sequences

@@ -65,6 +65,9 @@ class BarcodeQC:
         return self.error is None
 
 
+REPORTED_MATCHES = 10  # matches a result keeps: the detail view's list, the project database's rows
+
+
 class Match(NamedTuple):
     """One reference hit for a query. A named tuple, not a frozen dataclass: identify makes 50
     per query, and a frozen dataclass costs ~2.5 us each to build (0.6 s for 4,915 queries)."""
