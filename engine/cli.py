@@ -263,6 +263,11 @@ def cmd_library_calibrate(args) -> int:
     for kind in ("similarity", "identity"):
         if kind in cal:
             print(f"{kind} thresholds: " + ", ".join(f"{r} {t:.4f}" for r, t in cal[kind]["threshold"].items()))
+            if "novelty" in cal[kind]:
+                nov = cal[kind]["novelty"]
+                print(f"{kind} novelty: {nov['weights'][0]:.2f} x top + {nov['weights'][1]:.2f} x species gap "
+                      f"< {nov['threshold']:.4f} (simulated: {nov['false_novel']:.1%} false, "
+                      f"{nov['missed_novel']:.1%} missed)")
     return 0
 
 

@@ -85,6 +85,45 @@ def test_calibration_is_measured_on_the_library(tiny_library):
         assert c["temperature"] in TEMPERATURES[kind]
         a, b, d = c["logistic"]["species"]
         assert b > 0  # a closer top match makes a species call more likely right
+    novelty, top_only = cal["similarity"]["novelty"], cal["similarity"]["rates"]["species"]
+    assert novelty["false_novel"] <= MAX_FALSE_NOVEL
+    # never worse than the top score alone on the library's own simulated queries
+    assert novelty["false_novel"] + novelty["missed_novel"] <= top_only["false_novel"] + top_only["missed_novel"]
+    assert "novelty" not in cal["identity"]
+
+
+def test_novelty_uses_the_species_gap_where_it_separates_present_from_absent():
+    from engine.assign import MAX_FALSE_NOVEL, Candidates, _fit_novelty, best_threshold, species_gap
+    from engine.records import Taxonomy
+
+    rng = np.random.default_rng(0)
+    a, b = Taxonomy(genus="G", species="G a"), Taxonomy(genus="G", species="G b")
+
+    def cands(top, gap):
+        return Candidates([a, b], np.array([top, top - gap]), "similarity")
+
+    # top scores overlap; a present species stands out from the next species, an absent one does not
+    present = [cands(t, g) for t, g in zip(rng.uniform(0.88, 0.99, 1500), rng.uniform(0.02, 0.08, 1500))]
+    absent = [cands(t, g) for t, g in zip(rng.uniform(0.85, 0.95, 1500), rng.uniform(0.0, 0.03, 1500))]
+    novelty = _fit_novelty(present, absent, MAX_FALSE_NOVEL)
+    _, fn_top, mn_top = best_threshold(np.array([c.scores[0] for c in present]),
+                                       np.array([c.scores[0] for c in absent]), MAX_FALSE_NOVEL)
+    assert novelty["weights"][1] > 0.1  # the gap is used
+    assert novelty["false_novel"] <= MAX_FALSE_NOVEL
+    assert novelty["missed_novel"] < mn_top / 2  # and halves the novel queries missed
+    w = novelty["weights"]
+    assert np.mean([w[0] * c.scores[0] + w[1] * species_gap(c) < novelty["threshold"] for c in absent]) \
+        == pytest.approx(1 - novelty["missed_novel"])
+
+
+def test_species_gap_is_measured_to_the_best_other_species():
+    from engine.assign import Candidates, species_gap
+    from engine.records import Taxonomy
+
+    a, b = Taxonomy(genus="G", species="G a"), Taxonomy(genus="G", species="G b")
+    assert species_gap(Candidates([a, a, b, b], np.array([0.99, 0.98, 0.93, 0.90]), "similarity")) == pytest.approx(0.06)
+    # no other species among the candidates: the gap is at least the spread of the candidates
+    assert species_gap(Candidates([a, a, a], np.array([0.99, 0.98, 0.95]), "similarity")) == pytest.approx(0.04)
 
 
 def test_novelty_threshold_respects_the_false_flag_cap():
