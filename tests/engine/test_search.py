@@ -33,3 +33,17 @@ def test_committed_graph_is_the_one_the_generator_makes():
     from engine.train.export import exact_topk_graph
 
     assert TOPK_GRAPH.read_bytes() == exact_topk_graph()
+
+
+def test_large_libraries_are_searched_in_chunks_within_the_score_budget(monkeypatch):
+    import engine.search as search
+
+    rng = np.random.default_rng(2)
+    refs, queries = unit(rng.normal(size=(2000, 16))), unit(rng.normal(size=(50, 16)))
+    monkeypatch.setattr(search, "SCORE_MATRIX_BYTES", 4 * 2000 * 7)  # room for 7 queries' scores
+    index = ExactIndex(refs)
+    assert index.chunk_rows == 7
+    sims, idx = index.search(queries, 5)
+    full = queries @ refs.T
+    assert (idx == np.argsort(-full, axis=1)[:, :5]).mean() > 0.999
+    assert np.allclose(sims, np.take_along_axis(full, idx, axis=1), atol=1e-5)
