@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -250,7 +251,14 @@ def cmd_library_info(args) -> int:
     from engine.resources import default_library_path
 
     lib = ReferenceLibrary.open(args.library or default_library_path())
-    print(json.dumps(lib.summary(), indent=2, default=str))
+    info = lib.summary()
+    for key, value in info.items():  # the model records and the calibration are stored as JSON text
+        if isinstance(value, str) and value.startswith("{"):
+            try:
+                info[key] = json.loads(value)
+            except ValueError:
+                pass
+    print(json.dumps(info, indent=2, default=str))
     return 0
 
 
@@ -558,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bioscan: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `bioscan identify reads.fasta | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":

@@ -86,3 +86,26 @@ def test_formula_cells_are_neutralised(tmp_path, tiny_library, tiny_dna_pack, sy
 def test_console_script_entry_point_runs():
     r = subprocess.run([sys.executable, "-m", "engine.cli", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("bioscan ")
+
+
+def test_library_info_prints_the_calibration_as_json(tiny_library, capsys):
+    import json
+
+    assert main(["library", "info", str(tiny_library)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model.dna"]["name"] and int(info["model.dna"]["dim"]) > 0
+    novelty = info["calibration"]["similarity"]["novelty"]
+    assert len(novelty["weights"]) == 2 and 0 < novelty["threshold"] < 1.5
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error(tmp_path, tiny_library, tiny_dna_pack, synthetic_split):
+    # `bioscan identify reads.fasta | head -1`: the reader closes the pipe while rows are still coming
+    _, known, _ = synthetic_split
+    fasta = tmp_path / "many.fasta"
+    fasta.write_text("".join(f">q{i}\n{known[i % len(known)].sequence}\n" for i in range(1000)))  # rows > a pipe's 64 KB
+    cmd = (f"'{sys.executable}' -m engine.cli identify '{fasta}' --library '{tiny_library}' "
+           f"--model '{tiny_dna_pack}' --device cpu -q | head -1")
+    r = subprocess.run(["bash", "-c", "set -o pipefail; " + cmd], capture_output=True, text=True)
+    assert r.stdout.startswith("specimen_id,")
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr
+    assert r.returncode == 0
