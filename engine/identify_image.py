@@ -182,7 +182,8 @@ class ImageIdentifier:
             tax = [self.refs.taxonomy[c] for c in pos[q]]
             votes = [self.vote_taxonomy[c] for c in pos[q]]
             call = _photo_call(self.assigner.assign(Candidates(votes, sims[q], "similarity")))
-            out.append((call, [Match(self.refs.record_ids[c], tax[i], float(sims[q][i])) for i, c in enumerate(pos[q][:REPORTED_MATCHES])]))
+            out.append((call, [Match(self.refs.record_ids[c], tax[i], float(sims[q][i]))
+                               for i, c in enumerate(pos[q][:REPORTED_MATCHES])]))
         return out
 
     def identify(self, paths: Sequence[str | Path], progress: ProgressCallback = None) -> list[Identification]:

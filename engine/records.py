@@ -69,8 +69,8 @@ REPORTED_MATCHES = 10  # matches a result keeps: the detail view's list, the pro
 
 
 class Match(NamedTuple):
-    """One reference hit for a query. A named tuple, not a frozen dataclass: identify makes 50
-    per query, and a frozen dataclass costs ~2.5 us each to build (0.6 s for 4,915 queries)."""
+    """One reference hit for a query. A named tuple, not a frozen dataclass: identify makes
+    REPORTED_MATCHES per query, and a frozen dataclass costs ~2.5 us each to build."""
 
     record_id: str
     taxonomy: Taxonomy

@@ -36,7 +36,7 @@ class ExactIndex:
     def __init__(self, vectors: np.ndarray, chunk_rows: int = 1024, device: str = "auto"):
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         # queries per run, bounded so the (chunk, n) score matrix stays within SCORE_MATRIX_BYTES:
-        # 1024 rows at 34,000 references (140 MB), 65 at a million (a 1024-row chunk would be 4 GB)
+        # 1024 rows at 34,000 references (140 MB), 67 at a million (a 1024-row chunk would be 4 GB)
         self.chunk_rows = max(1, min(chunk_rows, SCORE_MATRIX_BYTES // (4 * max(1, len(self.vectors)))))
         self.device = device
         self._session = None
