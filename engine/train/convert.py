@@ -209,7 +209,7 @@ def quantize_pack(pack_dir: str | Path, photos: Sequence[Path] = (), log: Callab
         pre = ImagePreprocess.from_config(pack.preprocessing)
         x = pre.batch([load_photo(p) for p in photos[:128]])
         quantize_static_int8(fp32, int8, pack.input_name, [x[s: s + 16] for s in range(0, len(x), 16)])
-        method, sample = f"static QDQ, calibrated on {len(x)} photos", x[:32]
+        method, sample = f"static QDQ, calibrated and bias-corrected on {len(x)} photos", x[:32]
     else:
         quantize_dynamic_int8(fp32, int8)
         method = "dynamic (weights)"

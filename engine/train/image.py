@@ -316,7 +316,8 @@ def train_image(
             "seconds": round(train_seconds),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
             "int8_cosine_to_fp32": agreement,
-            "int8": f"static QDQ ({', '.join(INT8_OPS)}), calibrated on {len(calib_arrays)} photos; "
+            "int8": f"static QDQ ({', '.join(INT8_OPS)}), calibrated and bias-corrected on "
+                    f"{len(calib_arrays)} photos; "
                     f"fp32: {', '.join(w.rstrip('.') for w in INT8_FP32_WEIGHTS)}",
             **(data_summary or {}),
         },
