@@ -27,7 +27,8 @@ queries with leave-one-out ("present": the record itself removed) and leave-taxo
   confidence reaches ``min_confidence`` and the rank above it was called.
 
 The score is the alignment identity when the library keeps sequences (re-ranking the
-embedding candidates, like BOLD's identity %), else the embedding cosine similarity;
+embedding candidates, widened by a shared-k-mer search where none is close (engine.kmer_index),
+like BOLD's identity %), else the embedding cosine similarity;
 each has its own calibration. With similarity alone, the genus is the candidates' genus
 whose prototype (``GenusPrototypes``) lies closest to the query, not the one most of the
 nearest records belong to: the encoder is trained with a genus-level margin, so a species
@@ -275,13 +276,16 @@ def _codes(taxonomy: Sequence[Taxonomy], rank: str) -> np.ndarray:
     return np.array([index[x] for x in names], dtype=np.int64)
 
 
-def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None, prototypes=None):
+def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None, prototypes=None, kmer_index=None):
     """Candidates of each sampled record under each removal scenario, per score kind.
 
     Returns {kind: {scenario: [(record index, Candidates) ...]}} for scenarios "self"
     (the record removed), "species" and "bin_uri" (its whole species / BIN removed).
+    Identity candidates are found as engine.identify finds them: the embedding's, widened
+    by ``kmer_index`` (engine.kmer_index) where none reaches WIDEN_BELOW identity.
     """
     from engine.align import identity
+    from engine.kmer_index import WIDEN_BELOW, top_shared, widen
     from engine.progress import report
 
     kinds = ["similarity"] + (["identity"] if sequences is not None and any(sequences) else [])
@@ -292,6 +296,8 @@ def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None, prot
         rows = sample[start: start + chunk]
         sims = matrix[rows] @ matrix.T
         sims[np.arange(len(rows)), rows] = -np.inf
+        shared = (kmer_index.shared([sequences[i] or "" for i in rows])
+                  if kmer_index is not None and "identity" in kinds else None)
         for scen, codes in scenarios.items():
             s = sims if codes is None else np.where(codes[rows][:, None] == codes[None, :], -np.inf, sims)
             top = np.argpartition(-s, k, axis=1)[:, :k]
@@ -306,6 +312,13 @@ def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None, prot
                                            if sequences[i] and sequences[c] else 0.0 for c in cand])
                         order = np.argsort(-scores, kind="stable")
                         cand_k, scores = cand[order], scores[order]
+                        if shared is not None and scores[0] < WIDEN_BELOW:
+                            removed = np.zeros(len(taxonomy), bool) if codes is None else codes == codes[i]
+                            removed[i] = True
+                            extra = top_shared(shared, j, k, removed)
+                            extra = extra[~np.isin(extra, cand_k)]
+                            extra_scores = np.array([identity(sequences[i], sequences[c] or "") for c in extra])
+                            cand_k, scores = widen(cand_k, scores, extra, extra_scores, k)
                     else:
                         cand_k, scores = cand, s[j, cand]
                     tax = [taxonomy[c] for c in cand_k]
@@ -327,17 +340,20 @@ def calibrate(
     seed: int = 0,
     max_false_novel: float = MAX_FALSE_NOVEL,
     progress=None,
+    kmer_index=None,
 ) -> dict:
     """Calibrate thresholds, vote temperature and confidences on a library (see module doc).
 
     ``matrix`` holds the library's L2-normalised embeddings and ``taxonomy`` their labels;
-    with ``sequences`` the identity mode is calibrated too.
+    with ``sequences`` the identity mode is calibrated too (its candidates widened by
+    ``kmer_index``, the library's engine.kmer_index.KmerIndex, as identification does).
     """
     n = len(taxonomy)
     k = max(1, min(k, n - 2))
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, size=min(n_samples, n), replace=False))
-    sims = simulate_queries(matrix, taxonomy, sequences, sample, k, progress, GenusPrototypes(matrix, taxonomy))
+    sims = simulate_queries(matrix, taxonomy, sequences, sample, k, progress, GenusPrototypes(matrix, taxonomy),
+                            kmer_index)
     species_n = np.bincount(_codes(taxonomy, "species"))[_codes(taxonomy, "species")]
     bin_n = np.bincount(_codes(taxonomy, "bin_uri"))[_codes(taxonomy, "bin_uri")]
     out: dict = {"n_samples": int(len(sample)), "k": k, "n_references": n, "max_false_novel": max_false_novel}

@@ -68,7 +68,8 @@ def calibrate_library(library: ReferenceLibrary, progress: ProgressCallback = No
     """(Re)calibrate a library's thresholds and confidences on its own DNA records."""
     refs = library.references("dna")
     seqs = refs.sequences if library.has_sequences else None
-    cal = calibrate(refs.matrix, refs.taxonomy, seqs, n_samples=n_samples, progress=progress)
+    cal = calibrate(refs.matrix, refs.taxonomy, seqs, n_samples=n_samples, progress=progress,
+                    kmer_index=refs.kmer_index() if seqs is not None else None)
     library.set_calibration(cal)
     return cal
 

@@ -123,12 +123,14 @@ class DnaIdentifier:
             all_idents = pair_identities([(seq, refs_seq[c] or "") for seq, cand in zip(sequences, pos.tolist())
                                           for c in cand], progress=progress, message="aligning to candidates")
             all_idents = all_idents.reshape(len(sequences), k)
+            widened = self._widen(sequences, pos, all_idents, progress)
         out = []
         taxonomy, record_ids = self.refs.taxonomy, self.refs.record_ids
         for q, seq in enumerate(sequences):
             cand, sim = pos[q], sims[q]
             if all_idents is not None:
-                ident = all_idents[q]
+                cand, ident = widened.get(q, (cand, all_idents[q]))
+                sim = self.refs.matrix[cand] @ emb[q] if q in widened else sim
                 order = np.lexsort((-sim, -ident))  # identity first, similarity breaks ties
                 cand, sim, ident = cand[order], sim[order], ident[order]
                 scores, kind = ident, "identity"
@@ -144,6 +146,28 @@ class DnaIdentifier:
             if q % 200 == 0:
                 report(progress, q, len(sequences), "assigning taxonomy")
         report(progress, len(sequences), len(sequences), "assigning taxonomy")
+        return out
+
+    def _widen(self, sequences: Sequence[str], pos: np.ndarray, idents: np.ndarray,
+               progress: ProgressCallback) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Queries with no embedding candidate at WIDEN_BELOW identity, searched again by shared
+        k-mers (engine.kmer_index): query -> (candidates, identities), the k best of both lists."""
+        from engine.kmer_index import WIDEN_BELOW, top_shared, widen
+
+        todo = [q for q in range(len(sequences)) if idents[q].max(initial=0.0) < WIDEN_BELOW]
+        index = self.refs.kmer_index() if todo else None
+        if index is None:
+            return {}
+        shared = index.shared([sequences[q] for q in todo], progress=progress)
+        extra = [top_shared(shared, j, self.k) for j in range(len(todo))]
+        extra = [cands[~np.isin(cands, pos[q])] for q, cands in zip(todo, extra)]  # aligned already
+        refs_seq = self.refs.sequences
+        extra_idents = pair_identities([(sequences[q], refs_seq[c] or "") for q, cands in zip(todo, extra) for c in cands],
+                                       progress=progress, message="aligning to k-mer candidates")
+        out, start = {}, 0
+        for q, cands in zip(todo, extra):
+            out[q] = widen(pos[q], idents[q], cands, extra_idents[start: start + len(cands)], self.k)
+            start += len(cands)
         return out
 
     def identify(self, records: Iterable[Barcode | RecordError],

@@ -25,6 +25,7 @@ from engine.search import ExactIndex, VectorIndex
 
 if TYPE_CHECKING:
     from engine.assign import GenusPrototypes
+    from engine.kmer_index import KmerIndex
 
 SCHEMA_VERSION = 1
 EMBEDDING_DTYPE = np.float16  # halves the bundled library; cosine error < 1e-3
@@ -63,6 +64,7 @@ class LoadedReferences:
     modality: str
     _sequences: list[str | None] | None = None
     _genus_prototypes: "GenusPrototypes | None" = None
+    _kmer_index: "KmerIndex | None" = None
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -83,6 +85,15 @@ class LoadedReferences:
 
             self._genus_prototypes = GenusPrototypes(self.matrix, self.taxonomy)
         return self._genus_prototypes
+
+    def kmer_index(self) -> "KmerIndex | None":
+        """The shared-k-mer index of the sequences (engine.kmer_index), built on first use;
+        None for a library without sequences or too large for one."""
+        from engine.kmer_index import MAX_REFERENCES, KmerIndex
+
+        if self._kmer_index is None and len(self) <= MAX_REFERENCES and any(self.sequences):
+            self._kmer_index = KmerIndex(self.sequences)
+        return self._kmer_index
 
 
 class ReferenceLibrary:

@@ -1,0 +1,84 @@
+"""Shared-k-mer search (engine.kmer_index) and the identity candidates it adds in alignment mode."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import engine.kmer_index as kmer_index
+from engine.align import identity
+from engine.identify import DnaIdentifier
+from engine.kmer_index import K, KmerIndex, top_shared, widen
+from engine.library import ReferenceLibrary
+from engine.models.dna_encoder import DnaEncoder
+
+
+def _distinct_kmers(seq: str) -> set[str]:
+    return {seq[i: i + K] for i in range(len(seq) - K + 1) if set(seq[i: i + K]) <= set("ACGT")}
+
+
+def _random_sequences(rng, n, length=120):
+    seqs = ["".join(rng.choice(list("ACGT"), size=length)) for _ in range(n)]
+    seqs[1] = seqs[1][:40] + "NNN" + seqs[1][43:]  # k-mers over an N are skipped
+    seqs[2] = "acgtac"  # shorter than K, lower case
+    return seqs
+
+
+def test_shared_counts_are_the_distinct_kmers_two_sequences_have_in_common():
+    rng = np.random.default_rng(0)
+    refs = _random_sequences(rng, 40) + [None, ""]
+    base = refs[0]
+    queries = [base[:60] + "".join(rng.choice(list("ACGT"), size=60)) for _ in range(300)] + refs[:3]
+    shared = KmerIndex(refs).shared(queries, threads=2).toarray()  # 303 queries: two chunks
+    expected = np.array([[len(_distinct_kmers(q.upper()) & _distinct_kmers((r or "").upper())) for r in refs]
+                         for q in queries])
+    assert shared.shape == (len(queries), len(refs))
+    assert (shared == expected).all() and expected[:300, 0].min() >= 60 - K + 1
+
+
+def test_kmers_most_references_hold_are_not_counted(monkeypatch):
+    rng = np.random.default_rng(1)
+    common = "ACGTTGCAAC"  # its three 8-mers are in every reference
+    refs = [common + s for s in _random_sequences(rng, 30)[3:]]
+    monkeypatch.setattr(kmer_index, "COMMON_MIN_REFERENCES", 5)
+    index = KmerIndex(refs)
+    kmers = [_distinct_kmers(r) for r in refs]
+    held_by = {}
+    for ks in kmers:
+        for km in ks:
+            held_by[km] = held_by.get(km, 0) + 1
+    cut = {km for km, n in held_by.items() if n > max(kmer_index.COMMON_SHARE * len(refs), 5)}
+    assert _distinct_kmers(common) <= cut and index.common_kmers == len(cut)
+    assert (index.shared([common]).toarray() == 0).all()
+    shared = index.shared(refs[:4]).toarray()
+    assert (shared == [[len(kmers[q] & kmers[r] - cut) for r in range(len(refs))] for q in range(4)]).all()
+
+
+def test_top_shared_ranks_by_count_and_leaves_out_the_excluded():
+    from scipy import sparse
+
+    shared = sparse.csr_matrix(np.array([[3, 9, 0, 5, 7]], dtype=np.int16))
+    assert top_shared(shared, 0, 3).tolist() == [1, 4, 3]
+    excluded = np.array([False, True, False, False, False])
+    assert top_shared(shared, 0, 10, excluded).tolist() == [4, 3, 0]
+
+
+def test_widen_keeps_the_best_of_both_lists_once():
+    cands, scores = widen(np.array([5, 2]), np.array([0.90, 0.80]), np.array([2, 7, 9]), np.array([0.80, 0.95, 0.10]), 3)
+    assert cands.tolist() == [7, 5, 2] and scores.tolist() == [0.95, 0.90, 0.80]
+
+
+def test_queries_without_a_close_embedding_candidate_get_the_best_identity_reference(
+        tiny_library, tiny_dna_pack, synthetic_split, monkeypatch):
+    library_records, _, novel = synthetic_split
+    lib = ReferenceLibrary.open(tiny_library)
+    refs = lib.references("dna")
+    best = [max(identity(q.sequence, s) for s in refs.sequences) for q in novel]
+    assert max(best) < kmer_index.WIDEN_BELOW  # every novel query is searched again
+
+    def top_identities(widen_below: float) -> list[float]:
+        monkeypatch.setattr(kmer_index, "WIDEN_BELOW", widen_below)
+        ident = DnaIdentifier(lib, DnaEncoder.from_path(tiny_dna_pack), k=5)  # a short shortlist misses some
+        return [r.matches[0].identity for r in ident.identify(novel)]
+
+    assert top_identities(kmer_index.WIDEN_BELOW) == pytest.approx(best)
+    assert top_identities(0.0) != pytest.approx(best)  # the embedding's 5 candidates alone miss some
