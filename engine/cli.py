@@ -280,16 +280,13 @@ def cmd_library_calibrate(args) -> int:
 
 
 # ---------------------------------------------------------------------------- train / models
-def cmd_train_dna(args) -> int:
+def _training_barcodes(args) -> tuple[list, dict]:
+    """QC-cleaned labelled barcodes of --barcodes, minus the benchmark's queries unless --holdout none."""
     from engine.io import read_barcodes
     from engine.qc import check_barcode
     from engine.records import Barcode
+    from engine.train.split import benchmark_split
 
-    try:
-        from engine.train.dna import train_dna
-        from engine.train.split import benchmark_split
-    except ImportError as exc:
-        raise BioscanError(f"training needs the [train] extra: pip install -e '.[train]' ({exc})") from exc
     records = [r for r in read_barcodes(args.barcodes) if isinstance(r, Barcode) and r.taxonomy and r.taxonomy.species]
     summary = {"source": Path(args.barcodes).name, "holdout": args.holdout}
     if args.holdout == "benchmark":
@@ -301,15 +298,41 @@ def cmd_train_dna(args) -> int:
         qc = check_barcode(r.sequence)
         if qc.ok:
             clean.append(Barcode(r.specimen_id, qc.sequence, r.source_file, r.taxonomy))
+    return clean, summary
+
+
+def _written(pack: Path, bundle: str | None) -> int:
+    """Say where a trained pack went, and copy its int8 model to ``bundle`` (resources/) if asked."""
+    print(f"model pack written to {pack}", file=sys.stderr)
+    if bundle:
+        from engine.models.pack import bundle_int8
+
+        print(f"int8-only copy written to {bundle_int8(pack, bundle)}", file=sys.stderr)
+    return 0
+
+
+def cmd_train_dna(args) -> int:
+    try:
+        from engine.train.dna import train_dna
+    except ImportError as exc:
+        raise BioscanError(f"training needs the [train] extra: pip install -e '.[train]' ({exc})") from exc
+    clean, summary = _training_barcodes(args)
     print(f"training on {len(clean)} barcodes", file=sys.stderr)
     pack = train_dna(clean, args.out, epochs=args.epochs, seed=args.seed, threads=args.threads,
                      version=args.pack_version, data_summary=summary, log=lambda m: print(m, file=sys.stderr))
-    print(f"model pack written to {pack}", file=sys.stderr)
-    if args.bundle:
-        from engine.models.pack import bundle_int8
+    return _written(pack, args.bundle)
 
-        print(f"int8-only copy written to {bundle_int8(pack, args.bundle)}", file=sys.stderr)
-    return 0
+
+def cmd_train_dna_profile(args) -> int:
+    try:
+        from engine.train.dna_profile import add_kmer_profile
+    except ImportError as exc:
+        raise BioscanError(f"this needs the [train] extra: pip install -e '.[train]' ({exc})") from exc
+    clean, _ = _training_barcodes(args)
+    print(f"fitting the k-mer profile on {len(clean)} barcodes", file=sys.stderr)
+    pack = add_kmer_profile(args.pack, [r.sequence for r in clean], args.out, version=args.pack_version,
+                            log=lambda m: print(m, file=sys.stderr))
+    return _written(pack, args.bundle)
 
 
 def cmd_train_image(args) -> int:
@@ -323,12 +346,7 @@ def cmd_train_image(args) -> int:
                                     epochs=args.epochs, views=args.views, size=args.size, seed=args.seed,
                                     threads=args.threads, version=args.pack_version, feature_cache=args.feature_cache,
                                     log=lambda m: print(m, file=sys.stderr))
-    print(f"model pack written to {pack}", file=sys.stderr)
-    if args.bundle:
-        from engine.models.pack import bundle_int8
-
-        print(f"int8-only copy written to {bundle_int8(pack, args.bundle)}", file=sys.stderr)
-    return 0
+    return _written(pack, args.bundle)
 
 
 def cmd_models_import(args) -> int:
@@ -515,6 +533,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--holdout", choices=["benchmark", "none"], default="benchmark",
                    help="leave out the benchmark's query records (default) so the benchmark stays honest")
     s.set_defaults(func=cmd_train_dna)
+    s = train.add_parser("dna-profile", help="add the k-mer profile branch to a DNA model pack (engine.train.dna_profile)")
+    s.add_argument("--pack", required=True, help="the DNA model pack (as `train dna` wrote it)")
+    s.add_argument("--barcodes", required=True, help="barcodes to fit the profile on (no labels used)")
+    s.add_argument("--out", required=True, help="model pack folder to write")
+    s.add_argument("--pack-version", required=True, help="version written into the manifest")
+    s.add_argument("--bundle", help="also write an int8-only copy of the pack here (may be --pack itself)")
+    s.add_argument("--holdout", choices=["benchmark", "none"], default="benchmark",
+                   help="leave out the benchmark's query records (default), as `train dna` does")
+    s.set_defaults(func=cmd_train_dna_profile)
     s = train.add_parser("image", help="fine-tune the photo encoder into the DNA model's space")
     s.add_argument("--images", nargs="+", required=True, metavar="DIR", help="photo folders with a labels.tsv")
     s.add_argument("--library", help="library whose DNA embeddings give the taxon prototypes (default: bundled)")
