@@ -58,12 +58,34 @@ class KmerTokenizer:
         return ids
 
     def encode_batch(self, seqs: list[str]) -> np.ndarray:
-        """A (batch, longest) int64 array padded with 0."""
-        rows = [self.encode_one(s) for s in seqs]
-        out = np.zeros((len(rows), max(len(r) for r in rows)), dtype=np.int64)
-        for i, r in enumerate(rows):
-            out[i, : len(r)] = r
+        """A (batch, longest) int64 array padded with 0: row i is ``encode_one(seqs[i])``."""
+        rows, cols, ids = self.encode_flat(seqs)
+        counts = np.bincount(rows, minlength=len(seqs))
+        out = np.zeros((len(seqs), max(1, int(counts.max(initial=0)))), dtype=np.int64)
+        out[counts == 0, 0] = AMBIGUOUS  # as encode_one: too short to hold a k-mer
+        out[rows, cols] = ids
         return out
+
+    def encode_flat(self, seqs: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sequence index, position, token id) of every k-mer of every sequence, computed over
+        the sequences joined end to end (no Python loop per sequence); a sequence too short for
+        a k-mer has none here."""
+        texts = [s[: self.max_len] for s in seqs]
+        lengths = np.array([len(t) for t in texts], dtype=np.int64)
+        counts = np.maximum(lengths - self.k + 1, 0)
+        rows = np.repeat(np.arange(len(texts)), counts)
+        cols = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        codes = _CODE[np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8)]
+        n_windows = len(codes) - self.k + 1
+        if n_windows <= 0:
+            return rows, cols, np.zeros(0, dtype=np.int64)
+        ids = np.full(n_windows, 2, dtype=np.int64)
+        for j in range(self.k):
+            ids += (codes[j: j + n_windows] & 3) << (2 * (self.k - 1 - j))
+        ambiguous = np.concatenate([[0], np.cumsum(codes == 4)])
+        ids[ambiguous[self.k:] - ambiguous[:-self.k] > 0] = AMBIGUOUS
+        starts = np.repeat(np.cumsum(lengths) - lengths, counts) + cols  # windows inside one sequence only
+        return rows, cols, ids[starts]
 
 
 @dataclass(frozen=True)
