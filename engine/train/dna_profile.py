@@ -12,7 +12,7 @@ such pairs, 97 % of their energy), and normalised:
     e = unit([unit(cnn(tokens)) ; unit(mean_kmer(P)[tokens] - mean_profile @ P)] @ V)
 
 The branch is a linear function of the tokens the CNN reads, so it goes into the same ONNX
-graph (a Gather of a float16 table, a masked mean, two MatMuls): inference stays one ONNX
+graph (k-mer counts by ScatterElements, a MatMul with a float16 table, the projection): inference stays one ONNX
 Runtime session, and the embedding keeps its dimension (library size unchanged). Everything
 is fitted without labels on the sequences given (the library part of the benchmark split).
 """
@@ -32,19 +32,14 @@ PROFILE_DIMS = 256
 FIT_SAMPLE = 8000
 
 
-def kmer_frequencies(tokenizer: KmerTokenizer, sequences: Sequence[str], batch: int = 2048) -> np.ndarray:
+def kmer_frequencies(tokenizer: KmerTokenizer, sequences: Sequence[str]) -> np.ndarray:
     """(n, 4**k) float32 frequencies of each sequence's k-mers (as the tokenizer reads them)."""
     n_kmers = 4 ** tokenizer.k
-    out = np.zeros((len(sequences), n_kmers), np.float32)
-    for start in range(0, len(sequences), batch):
-        tokens = tokenizer.encode_batch(list(sequences[start: start + batch]))
-        rows = np.repeat(np.arange(len(tokens)), tokens.shape[1])
-        flat = tokens.ravel()
-        valid = flat > AMBIGUOUS
-        counts = np.bincount(rows[valid] * n_kmers + flat[valid] - 2, minlength=len(tokens) * n_kmers)
-        counts = counts.reshape(len(tokens), n_kmers).astype(np.float32)
-        out[start: start + len(tokens)] = counts / counts.sum(axis=1, keepdims=True).clip(1)
-    return out
+    rows, _, ids = tokenizer.encode_flat(list(sequences))
+    valid = ids > AMBIGUOUS
+    counts = np.bincount(rows[valid] * n_kmers + ids[valid] - 2, minlength=len(sequences) * n_kmers)
+    counts = counts.reshape(len(sequences), n_kmers).astype(np.float32)
+    return counts / counts.sum(axis=1, keepdims=True).clip(1)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -78,7 +73,7 @@ def fit_profile(base_embed: Callable[[list[str]], np.ndarray], tokenizer: KmerTo
 
 
 def embed_with_profile(cnn: np.ndarray, tokens: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
-    """The combined embedding in numpy (what the ONNX graph computes; for tests and fitting)."""
+    """The combined embedding in numpy: the definition the ONNX graph is tested against."""
     table = params["table"].astype(np.float16).astype(np.float32)
     valid = (tokens > AMBIGUOUS).sum(axis=1, keepdims=True).clip(1)
     profile = _unit(table[tokens].sum(axis=1) / valid - params["offset"])
@@ -105,6 +100,8 @@ def add_branch_to_onnx(model_path: Path, out_path: Path, params: dict[str, np.nd
         numpy_helper.from_array(np.array(AMBIGUOUS, np.int64), "kmer_profile_ambiguous"),
         numpy_helper.from_array(np.array(1.0, np.float32), "kmer_profile_one"),
         numpy_helper.from_array(np.array(1e-12, np.float32), "kmer_profile_eps"),
+        numpy_helper.from_array(np.array([0], np.int64), "kmer_profile_axis0"),
+        numpy_helper.from_array(np.array([len(params["table"])], np.int64), "kmer_profile_vocab"),
     ])
 
     def unit(x: str, name: str) -> list:
@@ -112,12 +109,20 @@ def add_branch_to_onnx(model_path: Path, out_path: Path, params: dict[str, np.nd
                 helper.make_node("Max", [f"{name}_norm", "kmer_profile_eps"], [f"{name}_safe"]),
                 helper.make_node("Div", [x, f"{name}_safe"], [name])]
 
+    # k-mer counts per sequence (ScatterElements, add), then one MatMul with the table: a
+    # Gather of a table row per token and a sum over them cost ~5x more (8.6 vs ~1.5 ms for 64 barcodes)
     nodes = [
-        helper.make_node("Gather", ["kmer_profile_table", input_name], ["kmer_rows16"], axis=0),
-        helper.make_node("Cast", ["kmer_rows16"], ["kmer_rows"], to=TensorProto.FLOAT),
-        helper.make_node("ReduceSum", ["kmer_rows", "kmer_profile_axis1"], ["kmer_sum"], keepdims=0),
         helper.make_node("Greater", [input_name, "kmer_profile_ambiguous"], ["kmer_valid_b"]),
         helper.make_node("Cast", ["kmer_valid_b"], ["kmer_valid"], to=TensorProto.FLOAT),
+        helper.make_node("Shape", [input_name], ["kmer_tokens_shape"]),
+        helper.make_node("Slice", ["kmer_tokens_shape", "kmer_profile_axis0", "kmer_profile_axis1"], ["kmer_batch"]),
+        helper.make_node("Concat", ["kmer_batch", "kmer_profile_vocab"], ["kmer_counts_shape"], axis=0),
+        helper.make_node("ConstantOfShape", ["kmer_counts_shape"], ["kmer_zeros"],
+                         value=numpy_helper.from_array(np.array([0.0], np.float32))),
+        helper.make_node("ScatterElements", ["kmer_zeros", input_name, "kmer_valid"], ["kmer_counts"],
+                         axis=1, reduction="add"),
+        helper.make_node("Cast", ["kmer_profile_table"], ["kmer_table"], to=TensorProto.FLOAT),  # folded at load
+        helper.make_node("MatMul", ["kmer_counts", "kmer_table"], ["kmer_sum"]),
         helper.make_node("ReduceSum", ["kmer_valid", "kmer_profile_axis1"], ["kmer_count0"], keepdims=1),
         helper.make_node("Max", ["kmer_count0", "kmer_profile_one"], ["kmer_count"]),
         helper.make_node("Div", ["kmer_sum", "kmer_count"], ["kmer_mean"]),
