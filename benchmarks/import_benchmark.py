@@ -118,7 +118,8 @@ def list_timings(work: Path, n: int) -> dict[str, float]:
     """Build an n-specimen project (calls only) and time the GUI's list queries on it."""
     import numpy as np
 
-    from engine.project import ItemResult, ProjectWriter, SpecimenFilter, open_project
+    from engine.project import SpecimenFilter, open_project
+    from engine.project.writer import ItemResult, ProjectWriter
     from engine.records import RANKS, Call, RankCall
 
     p = open_project(work / "list.db", create=True)

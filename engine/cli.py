@@ -154,9 +154,9 @@ def cmd_cluster(args) -> int:
 
 # ---------------------------------------------------------------------------- import / export / report
 def cmd_import(args) -> int:
-    from engine.importer import ImportSettings, import_folders
+    from engine.project.importer import ImportSettings, import_folders
 
-    from engine.importer import open_photo_identifier
+    from engine.project.importer import open_photo_identifier
 
     settings = ImportSettings(batch_size=args.batch_size, device=args.device)
     image_ident, note = open_photo_identifier(args.library, args.image_model, device=args.device,

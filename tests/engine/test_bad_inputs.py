@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.importer import ImportSettings, import_folders
+from engine.project.importer import ImportSettings, import_folders
 from engine.project import ProjectError, SpecimenFilter, open_project
 from tests.engine.test_importer import synthetic_plate
 from tests.synthetic import write_fasta, write_tsv

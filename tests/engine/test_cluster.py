@@ -243,7 +243,8 @@ def test_cli_novel_only_clusters_only_novel_calls(tmp_path, tiny_library, tiny_d
 @pytest.fixture
 def cluster_project_db(tmp_path):
     """A project of 4 novel species x 15 specimens plus 20 known ones; 10 novel specimens also have a photo."""
-    from engine.project import ItemResult, ProjectWriter, open_project
+    from engine.project import open_project
+    from engine.project.writer import ItemResult, ProjectWriter
     from engine.records import BarcodeQC, Taxonomy
 
     x, truth = sphere_blobs(k=5, per=16, dim=16, spread=0.05, seed=4)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.importer import ImportSettings, import_folders
+from engine.project.importer import ImportSettings, import_folders
 from engine.progress import Cancelled
 from engine.project import SpecimenFilter, open_project
 from tests.synthetic import make_barcodes, write_fasta, write_tsv

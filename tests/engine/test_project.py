@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from engine.project import (ItemResult, ProjectError, ProjectWriter, SpecimenFilter, TaxonNode, open_project,
-                            SCHEMA_VERSION)
+from engine.project import SCHEMA_VERSION, ProjectError, SpecimenFilter, TaxonNode, open_project
+from engine.project.writer import ItemResult, ProjectWriter
 from engine.records import RANKS, BarcodeQC, Call, Match, RankCall, Taxonomy
 
 ORDERS = {"Diptera": ["Cecidomyiidae", "Chironomidae"], "Hymenoptera": ["Apidae", "Formicidae", "Braconidae"],

@@ -1,0 +1,556 @@
+"""Batch import of folders of specimen photos, barcode files and metadata tables into a project.
+
+``import_folders`` scans folders (engine.project.scan), then works in batches with bounded memory:
+metadata tables first, then barcode records (QC, embed, match, assign via DnaIdentifier),
+then photos (checked with load_photo; identified by an optional ``image_identifier``).
+Each batch is one transaction in the project database (engine.project.writer), so the import can be
+interrupted at any point and resumed by running it again; unchanged files are skipped.
+A bad file or record never stops the run: it becomes an item with status "error".
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+from typing import Any, Iterator, Protocol, Sequence
+
+from engine.errors import BioscanError
+from engine.progress import Cancelled, ProgressCallback, report
+from engine.project.database import Project, open_project
+from engine.project.writer import ItemResult, ProjectWriter
+from engine.records import REPORTED_MATCHES, Barcode, Call, Match, RecordError
+from engine.project.scan import ScannedFile, photo_key, scan_folders
+
+
+class PhotoMatcher(Protocol):
+    """The photo hook: engine.identify_image.ImageIdentifier fills it (any object with this
+    ``match`` does): calls and ranked matches for 8-bit RGB photos.
+
+    Provenance is read from its ``encoder`` (or itself): ``pack`` (name, version), ``precision``,
+    ``model_sha256``; embeddings computed by ``encoder.embed`` are stored with the photo.
+    """
+
+    def match(self, images: list, progress: ProgressCallback = None) -> list[tuple[Call, list[Match]]]: ...
+
+
+@dataclass
+class ImportSettings:
+    batch_size: int = 256  # barcode records per transaction
+    photo_batch_size: int = 32  # photos decoded at once (bounds memory with big TIFFs)
+    metadata_batch_size: int = 5000  # metadata-table rows per transaction
+    keep_matches: int = REPORTED_MATCHES  # reference matches stored per item
+    max_sequence_length: int = 10_000  # longer "barcodes" are errors (COI-5P is ~658 bp)
+    min_confidence: float = 0.5
+    use_sequences: bool = True  # re-rank by alignment identity when the library keeps sequences
+    device: str = "auto"
+
+
+@dataclass
+class ImportReport:
+    run_id: int
+    status: str  # completed | cancelled | interrupted | failed
+    counts: dict[str, int]  # specimens touched by this run: ok, novel, error, pending
+    files_processed: int = 0
+    files_unchanged: int = 0
+    files_ignored: int = 0
+    items: int = 0  # barcode records and photos processed by this run
+    message: str = ""
+
+    def summary(self) -> str:
+        c = self.counts
+        return (f"{sum(c.values())} specimens: {c.get('ok', 0)} ok, {c.get('novel', 0)} novel, "
+                f"{c.get('error', 0)} error, {c.get('pending', 0)} pending (photos awaiting an image model); "
+                f"{self.files_processed} files processed, {self.files_unchanged} unchanged, "
+                f"{self.files_ignored} ignored")
+
+
+@dataclass
+class _Work:
+    """A file to process in this run."""
+
+    scanned: ScannedFile
+    file_id: int = 0
+    sha256: str = ""
+    skip_keys: set[str] = field(default_factory=set)  # records committed by an interrupted run
+    estimate: int = 1  # records expected, for progress
+    error: str = ""
+
+
+class _FileFailure:
+    """A barcode file that failed as a whole (or part way through)."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+class _KeepEmbeddings:
+    """Wraps an identifier's encoder to keep the embeddings it computes, so the project stores
+    them without embedding every barcode or photo twice."""
+
+    def __init__(self, encoder):
+        self._encoder = encoder
+        self.last = None
+
+    def __getattr__(self, name: str):
+        return getattr(self._encoder, name)
+
+    def embed(self, sequences, *args, **kwargs):
+        self.last = self._encoder.embed(sequences, *args, **kwargs)
+        return self.last
+
+
+def _read_error(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "the file disappeared during the import (or is a broken link)"
+    if isinstance(exc, OSError):
+        return f"cannot read file: {exc.strerror or exc}"
+    return str(exc)
+
+
+def _file_sha256(path: Path) -> str:
+    from engine.models.pack import sha256_file
+
+    return sha256_file(path)
+
+
+def _estimate_records(path: Path) -> int:
+    """Records in a barcode file, counted cheaply (for progress only)."""
+    try:
+        with path.open("rb") as raw:
+            is_gz = raw.read(2) == b"\x1f\x8b"
+        opener = gzip.open if is_gz else open
+        n, fasta, first = 0, None, b""
+        with opener(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                if fasta is None:
+                    first = chunk.lstrip()[:1]
+                    fasta = first == b">"
+                n += chunk.count(b"\n>") if fasta else chunk.count(b"\n")
+        return max(1, n + (1 if fasta else 0) - (0 if fasta else 1))
+    except (OSError, EOFError):
+        return 1
+
+
+@contextlib.contextmanager
+def _import_lock(project_path: Path):
+    """One import at a time per project (released by the OS even on kill -9)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory lock; the database's own locking still applies
+        yield
+        return
+    lock_path = project_path.with_name(project_path.name + ".import-lock")
+    with open(lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise BioscanError(f"another import into {project_path.name} is running; wait for it to finish") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def open_photo_identifier(library: str | Path | None = None, image_model: str | Path | None = None,
+                          device: str = "auto", enabled: bool = True) -> tuple[Any, str]:
+    """(an engine.identify_image.ImageIdentifier or None, a note for the user).
+
+    An explicit ``image_model`` must open (errors raise); without one the bundled image pack is
+    used when there is one and it fits the library, else photos are stored unidentified.
+    """
+    if not enabled:
+        return None, ""
+    if image_model is not None:
+        from engine.identify_image import open_image_identifier
+
+        return open_image_identifier(library, image_model, device=device), ""
+    try:
+        from engine.identify_image import open_image_identifier
+
+        return open_image_identifier(library, None, device=device), ""
+    except (BioscanError, ImportError) as exc:
+        return None, f"photos will be checked and stored but not identified ({exc})"
+
+
+# ------------------------------------------------------------------------------ the import
+def import_folders(
+    inputs: Sequence[str | Path],
+    project: str | Path | Project,
+    library: str | Path | None = None,
+    model: str | Path | None = None,
+    identifier=None,
+    image_identifier: PhotoMatcher | None = None,
+    settings: ImportSettings | None = None,
+    progress: ProgressCallback = None,
+) -> ImportReport:
+    """Import folders (or files) into a project database, creating it if needed.
+
+    ``identifier`` (a DnaIdentifier) is opened from ``library``/``model`` (default: the bundled
+    ones) when barcodes need identifying and none is given. Raising engine.progress.Cancelled
+    from ``progress`` stops cleanly after the last committed batch; re-running resumes.
+    """
+    settings = settings or ImportSettings()
+    proj = project if isinstance(project, Project) else open_project(project, create=True)
+    try:
+        with _import_lock(proj.path):
+            return _Importer(proj, settings, library, model, identifier, image_identifier, progress).run(inputs)
+    finally:
+        if not isinstance(project, Project):
+            proj.close()
+
+
+class _Importer:
+    def __init__(self, project: Project, settings: ImportSettings, library, model, identifier, image_identifier,
+                 progress: ProgressCallback):
+        self.project = project
+        self.writer = ProjectWriter(project)
+        self.settings = settings
+        self.library_path = library
+        self.model_path = model
+        self.identifier = identifier
+        self.image_identifier = image_identifier
+        self.progress = progress
+        self.done = 0
+        self.total = 0
+        self.run_id = 0
+        self.items = 0
+        self.phase = "importing"  # the progress message
+
+    # -- orchestration ---------------------------------------------------------------------
+    def run(self, inputs: Sequence[str | Path]) -> ImportReport:
+        from engine import __version__
+
+        report(self.progress, 0, 0, "scanning folders")
+        scan = scan_folders(inputs)
+        self._close_stale_runs()
+        self.run_id = self.writer.begin_run({
+            "app_version": __version__, "inputs": [os.path.abspath(p) for p in inputs],
+            "settings": asdict(self.settings),
+        })
+        status, message = "failed", ""
+        result = ImportReport(self.run_id, status, {}, files_ignored=len(scan.ignored))
+        try:
+            work, unchanged = self._plan(scan.files)
+            result.files_processed, result.files_unchanged = len(work), unchanged
+            barcode_work = [w for w in work if w.scanned.kind == "barcodes" and not w.error]
+            if barcode_work and self.identifier is None:
+                from engine.identify import open_identifier
+
+                self.identifier = open_identifier(self.library_path, self.model_path, device=self.settings.device,
+                                                  min_confidence=self.settings.min_confidence,
+                                                  use_sequences=self.settings.use_sequences)
+            self.writer.update_run(self.run_id, **self._provenance())
+            self.total = sum(w.estimate for w in work)
+            for w in work:
+                if w.error:
+                    self._write_file_failure(w, w.error)
+            metadata_work = [w for w in work if w.scanned.kind == "metadata" and not w.error]
+            self._import_metadata(metadata_work)
+            self._import_barcodes(barcode_work)
+            self._import_photos([w for w in work if w.scanned.kind == "photo" and not w.error])
+            if metadata_work or barcode_work:  # new ids may adopt photos imported before
+                self.writer.attach_orphan_photos(self._resolve_orphan)
+            status = "completed"
+        except Cancelled:
+            status, message = "cancelled", "cancelled by the user; run the import again to resume"
+            raise
+        except KeyboardInterrupt:
+            status, message = "interrupted", "interrupted; run the import again to resume"
+            raise
+        except BioscanError as exc:
+            message = str(exc)
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded on the run, then re-raised
+            message = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            result.status, result.message, result.items = status, message, self.items
+            with contextlib.suppress(Exception):  # e.g. a full disk: the batches already committed stand
+                result.counts = self.project.status_counts(self.run_id)
+                self.writer.finish_run(self.run_id, status, {**result.counts, "items": self.items,
+                                                             "files_unchanged": result.files_unchanged,
+                                                             "files_ignored": result.files_ignored}, message)
+        report(self.progress, self.total, self.total, "imported")
+        return result
+
+    def _close_stale_runs(self) -> None:
+        # the import lock is held, so a run still marked running was killed
+        stale = [r["id"] for r in self.project.import_runs() if r["status"] == "running"]
+        for rid in stale:
+            self.writer.update_run(rid, status="interrupted", message="the process stopped (killed or power loss)")
+
+    def _provenance(self) -> dict[str, Any]:
+        models, lib = [], {}
+        ident = self.identifier
+        if ident is not None:
+            enc = ident.encoder
+            models.append({"modality": "dna", "name": enc.pack.name, "version": enc.pack.version,
+                           "precision": enc.precision, "sha256": enc.model_sha256})
+            lib = {"library_id": ident.library.library_id, "library_path": str(ident.library.path),
+                   "library_sha256": _file_sha256(ident.library.path)}
+        img = self.image_identifier
+        if img is not None:  # engine.identify_image.ImageIdentifier, or any object with .match
+            source = getattr(img, "encoder", img)
+            pack = getattr(source, "pack", None)
+            models.append({"modality": "image", "name": getattr(pack, "name", type(img).__name__),
+                           "version": getattr(pack, "version", ""), "precision": getattr(source, "precision", ""),
+                           "sha256": getattr(source, "model_sha256", "")})
+        return {"models": models, **lib}
+
+    def _tick(self, n: int, phase: str) -> None:
+        self.phase = phase
+        self.done += n
+        self.total = max(self.total, self.done)
+        report(self.progress, self.done, self.total, phase)
+
+    def _inner_progress(self, done: int, total: int, message: str) -> None:
+        # keeps the overall line alive (and Cancelled working) inside a long batch
+        report(self.progress, self.done, self.total, self.phase)
+
+    # -- planning: what changed since the last run ----------------------------------------------
+    def _plan(self, files: list[ScannedFile]) -> tuple[list[_Work], int]:
+        work, unchanged = [], 0
+        for sf in files:
+            path = str(sf.path)
+            w = _Work(sf, error=sf.error)
+            try:
+                st = os.stat(sf.path)
+            except OSError as exc:
+                w.error = _read_error(exc)
+                w.file_id = self.writer.register_file(path, sf.kind, 0, 0, "", self.run_id)
+                work.append(w)
+                continue
+            old = self.writer.file_state(path)
+            if old and old["done"] and old["size"] == st.st_size and old["mtime_ns"] == st.st_mtime_ns \
+                    and old["kind"] == sf.kind:
+                unchanged += 1
+                continue
+            try:
+                w.sha256 = _file_sha256(sf.path)
+            except OSError as exc:
+                w.error = w.error or _read_error(exc)
+            if old and old["sha256"] == w.sha256 and w.sha256 and old["kind"] == sf.kind:
+                if old["done"]:  # touched, same content
+                    self.writer.touch_file(old["id"], st.st_size, st.st_mtime_ns)
+                    unchanged += 1
+                    continue
+                w.file_id = old["id"]
+                self.writer.touch_file(old["id"], st.st_size, st.st_mtime_ns)
+                w.skip_keys = self.writer.stored_record_keys(old["id"])  # resume an interrupted file
+            else:
+                if old:
+                    self.writer.reset_file(old["id"])
+                w.file_id = self.writer.register_file(path, sf.kind, st.st_size, st.st_mtime_ns, w.sha256,
+                                                      self.run_id)
+            if sf.kind in ("barcodes", "metadata") and not w.error:
+                w.estimate = max(1, _estimate_records(sf.path) - len(w.skip_keys))
+            work.append(w)
+        return work, unchanged
+
+    # -- whole-file failures ---------------------------------------------------------------------
+    def _write_file_failure(self, w: _Work, message: str, record_key: str = "") -> None:
+        modality = "photo" if w.scanned.kind == "photo" else "dna"
+        stem = w.scanned.path.stem
+        name = w.scanned.path.name
+        error = message if name in message else f"{name}: {message}"
+        item = ItemResult(w.file_id, record_key, self.writer.resolve_key(stem), modality, "error", error=error,
+                          file_sha256=w.sha256)
+        self.writer.write_batch(self.run_id, [item], [])
+        self.writer.mark_file(w.file_id, "error", message)
+        self.items += 1
+        self._tick(w.estimate, self.phase)
+
+    # -- metadata tables -----------------------------------------------------------------------
+    def _import_metadata(self, work: list[_Work]) -> None:
+        """Metadata tables, streamed in chunks (a BIOSCAN-5M metadata table has millions of rows)."""
+        from engine.io import read_table
+
+        for w in work:
+            rows: list[dict[str, str]] = []
+            bad: list[str] = []
+            first = True
+            try:
+                table = read_table(w.scanned.path)
+                for _, row in table.rows():
+                    if isinstance(row, str):
+                        bad.append(row)
+                        continue
+                    rows.append(row)
+                    if len(rows) >= self.settings.metadata_batch_size:
+                        self.writer.write_metadata(w.file_id, rows, table.id_column, first=first, last=False)
+                        self._tick(len(rows), "reading metadata")
+                        rows, first = [], False
+            except (BioscanError, OSError) as exc:
+                self._write_file_failure(w, _read_error(exc))
+                continue
+            # malformed rows name no specimen: the file row tells the user
+            note = f"{len(bad)} malformed rows skipped ({bad[0]})" if bad else ""
+            self.writer.write_metadata(w.file_id, rows, table.id_column, first=first, last=True, note=note)
+            self._tick(len(rows), "reading metadata")
+
+    # -- barcodes -------------------------------------------------------------------------------
+    def _records(self, w: _Work) -> Iterator[Barcode | RecordError | _FileFailure]:
+        from engine.io import read_barcodes
+
+        try:
+            yield from read_barcodes(w.scanned.path)
+        except (BioscanError, OSError) as exc:
+            yield _FileFailure(_read_error(exc))
+
+    def _import_barcodes(self, work: list[_Work]) -> None:
+        batch: list[tuple[_Work, Barcode | RecordError]] = []
+        finished: list[int] = []
+        for w in work:
+            seen_keys: dict[str, int] = {}
+            any_record = False
+            for rec in self._records(w):
+                if isinstance(rec, _FileFailure):
+                    if any_record:  # part of the file was read: keep it, add an error for the rest
+                        rec = RecordError(f"{w.scanned.path.stem}#error", str(w.scanned.path), rec.message)
+                    else:
+                        self._flush_barcodes(batch, finished)
+                        batch, finished = [], []
+                        self._write_file_failure(w, rec.message)
+                        break
+                any_record = True
+                key = rec.specimen_id
+                seen_keys[key] = seen_keys.get(key, 0) + 1
+                if seen_keys[key] > 1:
+                    rec.specimen_id = key = f"{key}#{seen_keys[key]}"
+                if key in w.skip_keys:
+                    continue
+                batch.append((w, rec))
+                if len(batch) >= self.settings.batch_size:
+                    self._flush_barcodes(batch, finished)
+                    batch, finished = [], []
+            else:
+                finished.append(w.file_id)
+        self._flush_barcodes(batch, finished)
+
+    def _flush_barcodes(self, batch: list[tuple[_Work, Barcode | RecordError]], finished: list[int]) -> None:
+        from engine.qc import check_barcode
+
+        self.phase = "identifying barcodes"
+        if not batch and not finished:
+            return
+        items: list[ItemResult] = []
+        to_match: list[int] = []
+        limit = self.settings.max_sequence_length
+        for w, rec in batch:
+            key = self.writer.resolve_key(rec.specimen_id)
+            if isinstance(rec, RecordError):
+                items.append(ItemResult(w.file_id, rec.specimen_id, key, "dna", "error", error=rec.message,
+                                        file_sha256=w.sha256))
+                continue
+            given = {k: v for k, v in rec.taxonomy.as_dict().items() if v} if rec.taxonomy else {}
+            item = ItemResult(w.file_id, rec.specimen_id, key, "dna", "error", file_sha256=w.sha256,
+                              processid=key, sampleid=rec.sampleid, given=given,
+                              aliases={rec.sampleid: "sampleid"} if rec.sampleid else {})
+            if len(rec.sequence) > limit:
+                item.error = (f"sequence too long: {len(rec.sequence):,} characters "
+                              f"(a COI-5P barcode is about 658 bp; the limit is {limit:,})")
+            else:
+                item.qc = check_barcode(rec.sequence)
+                if item.qc.ok:
+                    item.status = "pending"
+                    to_match.append(len(items))
+                else:
+                    item.error = f"QC: {item.qc.error}"
+            rec.sequence = ""  # free big strings early
+            items.append(item)
+        if to_match:
+            self._match_barcodes([items[i] for i in to_match])
+        self.writer.write_batch(self.run_id, items, finished, keep_matches=self.settings.keep_matches)
+        self.items += len(items)
+        self._tick(len(items), "identifying barcodes")
+
+    def _match_barcodes(self, items: list[ItemResult]) -> None:
+        from engine.identify import unframed_error
+
+        self._match(self.identifier, items, [it.qc.sequence for it in items], "dna", "identification failed")
+        for it in items:
+            error = unframed_error(it.qc, it.call)
+            if error:
+                it.status, it.error, it.call, it.matches, it.embedding = "error", f"QC: {error}", None, [], None
+
+    def _match(self, identifier, items: list[ItemResult], queries: list, call_modality: str, failure: str) -> None:
+        """Run an identifier's ``match`` on a batch and fill the items' calls, matches and embeddings.
+
+        An exception other than cancellation turns the batch's items into error rows; the run goes on.
+        """
+        if hasattr(identifier, "encoder") and not isinstance(identifier.encoder, _KeepEmbeddings):
+            identifier.encoder = _KeepEmbeddings(identifier.encoder)
+        keeper = getattr(identifier, "encoder", None)
+        if keeper is not None:
+            keeper.last = None
+        try:
+            results = identifier.match(queries, progress=self._inner_progress)
+        except (Cancelled, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded on each item of the batch
+            for it in items:
+                it.status, it.error = "error", f"{failure}: {type(exc).__name__}: {exc}"
+            return
+        embeddings = getattr(keeper, "last", None)
+        for n, (it, (call, matches)) in enumerate(zip(items, results)):
+            it.call, it.matches, it.call_modality = call, matches, call_modality
+            it.status = "novel" if call.novel else "ok"
+            if embeddings is not None and len(embeddings) == len(items):
+                it.embedding, it.model_sha256 = embeddings[n], getattr(keeper, "model_sha256", "")
+
+    # -- photos ---------------------------------------------------------------------------------
+    def _is_known(self, key: str) -> bool:
+        return self.writer.known_key(key)
+
+    def _resolve_orphan(self, stem: str, folder: str, exclude: str) -> str | None:
+        key, paired = photo_key(stem, folder, lambda k: self._is_known(k) and self.writer.resolve_key(k) != exclude)
+        return self.writer.resolve_key(key) if paired else None
+
+    def _import_photos(self, work: list[_Work]) -> None:
+        self.phase = "checking photos"
+        size = self.settings.photo_batch_size
+        for start in range(0, len(work), size):
+            chunk = work[start:start + size]
+            items, images = [], []
+            for w in chunk:
+                key, _ = photo_key(w.scanned.path.stem, w.scanned.path.parent.name, self._is_known)
+                item = ItemResult(w.file_id, "", self.writer.resolve_key(key), "photo", "error", file_sha256=w.sha256)
+                try:
+                    image, item.photo = _check_photo(w.scanned.path)
+                    item.status = "pending"
+                    if self.image_identifier is not None:
+                        images.append((item, image))
+                except BioscanError as exc:
+                    item.error = str(exc)
+                except OSError as exc:
+                    item.error = f"{w.scanned.path.name}: {_read_error(exc)}"
+                items.append(item)
+            if images:
+                self._match_photos(images)
+            del images
+            self.writer.write_batch(self.run_id, items, [w.file_id for w in chunk],
+                                    keep_matches=self.settings.keep_matches)
+            self.items += len(items)
+            self._tick(len(items), "checking photos")
+
+    def _match_photos(self, images: list[tuple[ItemResult, Any]]) -> None:
+        # a failing image model leaves the photos stored and checked: their status says why
+        self._match(self.image_identifier, [it for it, _ in images], [im for _, im in images], "image",
+                    "image identification failed")
+
+
+def _check_photo(path: Path) -> tuple[Any, dict[str, Any]]:
+    """load_photo's 8-bit RGB image plus the facts the GUI shows (format, mode, frames, orientation)."""
+    from PIL import Image
+
+    from engine.io.images import load_photo
+
+    image = load_photo(path)  # raises InputFormatError with the specific reason
+    facts: dict[str, Any] = {"width": image.width, "height": image.height}
+    with contextlib.suppress(Exception), Image.open(path) as raw:
+        facts.update(image_format=raw.format or "", image_mode=raw.mode,
+                     frames=int(getattr(raw, "n_frames", 1)),
+                     exif_orientation=int(raw.getexif().get(0x0112, 1)))
+    return image, facts

@@ -1,0 +1,117 @@
+"""Finding import inputs in folders and the rules that pair photos with specimens.
+
+The rules are documented in docs/project-database.md ("Pairing"); keep the two in step.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from engine.io.barcodes import FASTA_SUFFIXES, TABLE_SUFFIXES
+from engine.io.images import PHOTO_SUFFIXES
+
+# Where a photo name may be cut to find the specimen id it starts with.
+_SEPARATORS = re.compile(r"[_\-\s.]")
+
+
+@dataclass
+class ScannedFile:
+    path: Path  # absolute
+    kind: str  # photo | barcodes | metadata
+    error: str = ""  # set when the file cannot even be classified (it still becomes an error item)
+
+
+@dataclass
+class ScanResult:
+    metadata: list[ScannedFile] = field(default_factory=list)
+    barcodes: list[ScannedFile] = field(default_factory=list)
+    photos: list[ScannedFile] = field(default_factory=list)
+    ignored: list[tuple[Path, str]] = field(default_factory=list)  # (path, why)
+
+    @property
+    def files(self) -> list[ScannedFile]:
+        """In processing order: metadata first (it names specimens), then barcodes, then photos."""
+        return self.metadata + self.barcodes + self.photos
+
+
+def _suffix(name: str) -> str:
+    return Path(name.lower().removesuffix(".gz")).suffix
+
+
+def classify(path: Path) -> ScannedFile | None:
+    """What an input file is, or None when it is not an input (ignored)."""
+    suffix = _suffix(path.name)
+    if suffix in PHOTO_SUFFIXES and not path.name.lower().endswith(".gz"):
+        return ScannedFile(path, "photo")
+    if suffix in FASTA_SUFFIXES:
+        return ScannedFile(path, "barcodes")
+    if suffix in TABLE_SUFFIXES:
+        from engine.errors import InputFormatError
+        from engine.io import read_table
+
+        try:
+            table = read_table(path)
+        except InputFormatError as exc:
+            if suffix == ".txt":  # a .txt is more often a note than a table: ignore it
+                return None
+            return ScannedFile(path, "barcodes", error=str(exc))
+        except OSError as exc:
+            return ScannedFile(path, "barcodes", error=f"cannot read file: {exc.strerror or exc}")
+        return ScannedFile(path, "metadata" if table.dialect == "metadata" else "barcodes")
+    return None
+
+
+def scan_folders(paths: Sequence[str | Path]) -> ScanResult:
+    """Every input file under the given folders (and files), recursively, sorted; hidden ones skipped."""
+    result = ScanResult()
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        p = Path(os.path.abspath(p))
+        if p in seen:
+            return
+        seen.add(p)
+        item = classify(p)
+        if item is None:
+            result.ignored.append((p, "not a photo, barcode file or table"))
+        else:
+            getattr(result, item.kind if item.kind != "photo" else "photos").append(item)
+
+    for root in map(Path, paths):
+        if root.is_dir():
+            walk_errors: list[OSError] = []
+            for dirpath, dirnames, filenames in os.walk(root, onerror=walk_errors.append):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    if not name.startswith("."):
+                        add(Path(dirpath) / name)
+            for err in walk_errors:
+                result.ignored.append((Path(err.filename or root), f"cannot read folder: {err.strerror or err}"))
+        elif root.exists() or root.is_symlink():
+            add(root)
+        else:
+            result.ignored.append((root, "no such file or folder"))
+    for lst in (result.metadata, result.barcodes, result.photos):
+        lst.sort(key=lambda f: str(f.path))
+    return result
+
+
+def photo_key(stem: str, folder: str, is_known: Callable[[str], bool]) -> tuple[str, bool]:
+    """The specimen key of a photo and whether it paired with a known specimen.
+
+    (a) the stem, (b) the parent folder's name, (c) the longest prefix of the stem cut before
+    a separator (``_ - space .``), each if known; else (d) the stem itself.
+    """
+    if is_known(stem):
+        return stem, True
+    if folder and is_known(folder):
+        return folder, True
+    cuts = [m.start() for m in _SEPARATORS.finditer(stem)]
+    for cut in reversed(cuts):
+        prefix = stem[:cut]
+        if prefix and is_known(prefix):
+            return prefix, True
+    return stem, False
