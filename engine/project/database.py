@@ -13,9 +13,11 @@ batch writes use plain ``executemany`` (fast, and the SQL is visible in one plac
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -26,6 +28,7 @@ from engine.errors import BioscanError
 from engine.project.schema import (CALL_RANKS, EMBEDDING_DTYPE, MIGRATIONS, REVIEW_ACTIONS, SCHEMA_VERSION,
                                    SPECIMEN_LIST_COLUMNS, STATUSES, TAXON_TREE_RANKS, now_iso, q)
 from engine.project.summary import refresh_review
+from engine.sqlite_paths import connect, sqlite_kind, wrong_kind_message
 
 
 class ProjectError(BioscanError):
@@ -145,31 +148,45 @@ class Project:
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, create: bool = False, readonly: bool = False) -> "Project":
+    def open(cls, path: str | Path, create: bool = False, readonly: bool | None = False) -> "Project":
+        """Open a project (``create``: make it if absent). ``readonly=None``: writable where the
+        file and its folder can be written, else read-only (shared drives, archives, CDs)."""
         path = Path(path)
-        if not path.exists() and not create:
+        kind = sqlite_kind(path)
+        if kind == "missing" and not create:
             raise ProjectError(f"{path}: no such project (run `bioscan import ... --project {path}` to create it)")
-        if create:
+        if kind in ("empty", "other") and not _has_companion(path, "-wal") and _has_no_tables(path, kind):
+            if not create or kind == "other":
+                raise ProjectError(
+                    f"{path.name} holds no project tables: if it is a copy of a project that was open at the "
+                    f"time, its data is still in {path.name}-wal beside the original; copy that file too, or "
+                    f"close BIOSCAN Desktop and copy {path.name} again")
+        elif kind not in ("missing", "project"):
+            raise ProjectError(wrong_kind_message(path, kind, "project"))
+        if readonly is None:
+            readonly = kind == "project" and not _writable(path)
+        if kind == "missing":
             path.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"file:{path}?mode=ro" if readonly else str(path)
         try:
-            # autocommit: transactions are opened explicitly by transaction()
-            conn = sqlite3.connect(uri, uri=readonly, isolation_level=None, timeout=30.0,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 30000")
-            if not readonly:
-                conn.execute("PRAGMA journal_mode = WAL")
-                # FULL: a committed batch survives power loss too (one fsync per batch is cheap)
-                conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
+            conn = _connect(path, readonly)
             project = cls(path, conn, readonly)
             project._migrate()
         except sqlite3.DatabaseError as exc:
-            raise ProjectError(f"{path}: not a BIOSCAN project database ({exc})") from exc
+            raise ProjectError(f"{path}: not a BIOSCAN project database, or a damaged one ({exc})") from exc
         return project
 
     def close(self) -> None:
+        """Fold the WAL into the project file (a copy of the .db alone is then whole) and close."""
+        with suppress(sqlite3.Error):
+            self.checkpoint()
         self.conn.close()
+
+    def checkpoint(self) -> None:
+        """Move committed transactions from the -wal file into the project file itself. Called at
+        the end of an import, after each review and on close, so that copying the .db while the app
+        is open copies the data too. Readers keep working; a busy checkpoint is simply partial."""
+        if not self.readonly:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def __enter__(self) -> "Project":
         return self
@@ -185,22 +202,29 @@ class Project:
         return int(row[0]) if row else 0
 
     def _migrate(self) -> None:
+        version = self._check_version()
+        if version == SCHEMA_VERSION:
+            return
+        if self.readonly:
+            raise ProjectError(f"{self.path}: project schema {version} needs upgrading; open it writable once")
+        with self.transaction():
+            version = self._check_version()  # again, under the write lock: another process may have created it
+            if version == SCHEMA_VERSION:
+                return
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[v](self.db)
+            if version == 0:
+                self._set_meta(project_id=str(uuid.uuid4()), created_at=now_iso())
+            self._set_meta(schema_version=str(SCHEMA_VERSION))
+
+    def _check_version(self) -> int:
         version = self.schema_version
         if version > SCHEMA_VERSION:
             raise ProjectError(f"{self.path}: project schema {version} is newer than this app supports "
                                f"({SCHEMA_VERSION}); update BIOSCAN Desktop")
         if version == 0 and self.db.table_names():
             raise ProjectError(f"{self.path}: an SQLite file but not a BIOSCAN project (no meta table)")
-        if version == SCHEMA_VERSION:
-            return
-        if self.readonly:
-            raise ProjectError(f"{self.path}: project schema {version} needs upgrading; open it writable once")
-        with self.transaction():
-            for v in range(version + 1, SCHEMA_VERSION + 1):
-                MIGRATIONS[v](self.db)
-            if version == 0:
-                self._set_meta(project_id=str(uuid.uuid4()), created_at=now_iso())
-            self._set_meta(schema_version=str(SCHEMA_VERSION))
+        return version
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -414,7 +438,9 @@ class Project:
                 [specimen_id, action, *(taxonomy.get(r, "") for r in CALL_RANKS), note, user, now_iso(),
                  json.dumps(machine)])
             refresh_review(conn, [specimen_id])
-            return cur.lastrowid
+            annotation_id = cur.lastrowid
+        self.checkpoint()  # a review is the user's work: in the project file itself at once
+        return annotation_id
 
 
 
@@ -432,7 +458,60 @@ def _write_error(path: Path, exc: sqlite3.OperationalError) -> ProjectError:
 
 
 
-def open_project(path: str | Path, create: bool = False, readonly: bool = False) -> Project:
-    """Open (or with create=True, create) a project database."""
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    """An autocommit connection (transactions are explicit, see Project.transaction) to exactly
+    ``path``. Read-only on read-only media: SQLite's ``mode=ro`` needs a writable -shm for a WAL
+    file, so where none can be made, and no -wal is pending, the file is opened ``immutable``."""
+    kwargs = dict(isolation_level=None, check_same_thread=False)
+    if readonly:
+        try:
+            conn = connect(path, readonly=True, **kwargs)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            if _has_companion(path, "-wal"):
+                raise ProjectError(f"{path.name}: cannot be read here: its {path.name}-wal file holds changes not yet "
+                                   f"in the project file and this folder is read-only; copy both files to a "
+                                   f"writable folder") from None
+            conn = connect(path, readonly=True, immutable=True, **kwargs)
+    else:
+        conn = connect(path, **kwargs)
+        for attempt in range(50):  # a second process creating the same project holds the lock briefly
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.1)
+        # FULL: a committed batch survives power loss too (one fsync per batch is cheap)
+        conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _has_companion(path: Path, suffix: str) -> bool:
+    companion = path.with_name(path.name + suffix)
+    return companion.exists() and companion.stat().st_size > 0
+
+
+def _has_no_tables(path: Path, kind: str) -> bool:
+    if kind == "empty":
+        return True
+    try:
+        conn = connect(path, readonly=True, immutable=True)
+        try:
+            return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def open_project(path: str | Path, create: bool = False, readonly: bool | None = False) -> Project:
+    """Open (or with create=True, create) a project database; ``readonly=None``: read-only only where it must be."""
     return Project.open(path, create=create, readonly=readonly)
 

@@ -182,12 +182,12 @@ def test_readonly_and_schema_checks(project, tmp_path):
         open_project(path)
     other = tmp_path / "other.db"
     sqlite3.connect(other).execute("CREATE TABLE x (a)").connection.close()
-    with pytest.raises(ProjectError, match="not a BIOSCAN project"):
+    with pytest.raises(ProjectError, match="other.db is an SQLite database, not a project"):
         open_project(other)
     with pytest.raises(ProjectError, match="no such project"):
         open_project(tmp_path / "missing.db")
     (tmp_path / "junk.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ProjectError, match="not a BIOSCAN project database"):
+    with pytest.raises(ProjectError, match="junk.db is not an SQLite database, not a project"):
         open_project(tmp_path / "junk.db")
 
 
