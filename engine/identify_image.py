@@ -171,11 +171,13 @@ class ImageIdentifier:
             self.index = ExactIndex(centred(self.refs.matrix, np.asarray(center, dtype=np.float32)))
         self.assigner = Assigner(calibration, min_confidence=min_confidence)
 
-    def match(self, images: Sequence, progress: ProgressCallback = None) -> list[tuple[Call, list[Match]]]:
-        """Calls (order and family) and ranked matches for 8-bit RGB PIL images."""
+    def match(self, images: Sequence, progress: ProgressCallback = None,
+              embeddings: np.ndarray | None = None) -> list[tuple[Call, list[Match]]]:
+        """Calls (order and family) and ranked matches for 8-bit RGB PIL images (embedded here
+        unless ``embeddings`` are given: the importer embeds once and stores what it embedded)."""
         if not len(images):
             return []
-        emb = self.encoder.embed(images, progress=progress)
+        emb = self.encoder.embed(images, progress=progress) if embeddings is None else embeddings
         sims, pos = self.index.search(emb, self.k)
         out = []
         for q in range(len(images)):
