@@ -95,6 +95,17 @@ class ClusterMapView(QWidget):
         self.placeholder.setText(text)
         self.stack.setCurrentWidget(self.placeholder)
 
+    def clear(self, message: str = "Click “Compute map” to map and cluster this project's barcodes.") -> None:
+        """Forget the map, its selection and the hover label (another project was opened or closed)."""
+        self.map = None
+        if getattr(self, "_selector", None) is not None:
+            self._selector.set_active(False)
+            self._selector = None
+        self.hover.setText("")
+        self.compute_button.setText("Compute map")
+        self.set_busy(False)
+        self.set_message(message)
+
     def set_map(self, cluster_map) -> None:
         self.map = cluster_map
         self._ensure_canvas()
