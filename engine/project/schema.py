@@ -21,7 +21,8 @@ TAXON_TREE_RANKS = ("order", "family", "genus", "species")
 SPECIMEN_LIST_COLUMNS = (
     "id", "specimen_key", "processid", "sampleid", "status", "modalities", "n_photos", "n_barcodes",
     "n_errors", "error", "call_modality", *CALL_RANKS, "confidence", "novel", "novel_rank", "top_match_id",
-    "top_match_species", "top_similarity", "identity", "qc_flags", "sequence_length", "review", "disagreement_rank",
+    *(f"{r}_confidence" for r in CALL_RANKS), "top_match_species", "top_similarity", "identity", "qc_flags",
+    "sequence_length", "review", "disagreement_rank",
     *(f"final_{r}" for r in CALL_RANKS), "updated_at",
 )
 
