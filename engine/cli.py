@@ -120,18 +120,25 @@ def cmd_cluster(args) -> int:
     if args.project:
         if args.inputs:
             raise BioscanError("give barcode INPUT files or --project, not both")
-        if args.method == "identity":
-            raise BioscanError("--method identity clusters barcode files; a project's specimens are clustered "
-                               "by their embeddings (agglomerative or hdbscan)")
-        options = dict(method=args.method or "agglomerative", n_clusters=args.n_clusters,
-                       min_cluster_size=args.min_cluster_size, umap_dims=args.umap_dims)
-        from engine.cluster.project import cluster_project
+        if (args.method or "identity") == "identity":  # the cluster map's putative species, cached in the project
+            from engine.cluster.project import map_project_species
 
-        got = cluster_project(args.project, modality=args.modality, selection="all" if args.all else "novel",
-                              seed=args.seed, progress=_progress(args), **options)
-        rows, result = got.rows, got.result
-        print(f"{'cached' if got.map_cached else 'new'} 2-D map, {'cached' if got.clusters_cached else 'new'} "
-              f"clusters in {args.project}", file=sys.stderr)
+            species = map_project_species(args.project, threshold=args.identity_threshold, seed=args.seed,
+                                          progress=_progress(args))
+            rows, result = species.cluster_rows(), species.result
+            print(f"{'cached' if species.cached else 'new'} putative species in {args.project}: {species.summary}; "
+                  f"{len(species.no_close_match())} of {species.n_clusters} with no close library match",
+                  file=sys.stderr)
+        else:
+            from engine.cluster.project import cluster_project
+
+            got = cluster_project(args.project, modality=args.modality, selection="all" if args.all else "novel",
+                                  seed=args.seed, progress=_progress(args), method=args.method,
+                                  n_clusters=args.n_clusters, min_cluster_size=args.min_cluster_size,
+                                  umap_dims=args.umap_dims)
+            rows, result = got.rows, got.result
+            print(f"{'cached' if got.map_cached else 'new'} 2-D map, {'cached' if got.clusters_cached else 'new'} "
+                  f"clusters in {args.project}", file=sys.stderr)
     elif not args.inputs:
         raise BioscanError("nothing to cluster: give barcode files or folders, or --project P.db")
     else:
@@ -456,14 +463,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("inputs", nargs="*", metavar="INPUT", help="barcode files or folders")
     s.add_argument("--project", help="cluster a project's specimens instead (map and clusters cached in it)")
     s.add_argument("--modality", choices=["dna", "image", "fused"], default="dna",
-                   help="with --project: which embeddings (fused: DNA and photo together)")
-    s.add_argument("--all", action="store_true", help="with --project: all specimens, not only the novel ones")
+                   help="with --project and agglomerative/hdbscan: which embeddings (fused: DNA and photo together)")
+    s.add_argument("--all", action="store_true", help="with --project and agglomerative/hdbscan: all specimens, "
+                   "not only the novel ones (identity clusters every specimen, as the cluster map shows them)")
     s.add_argument("--library", help="reference library for the members' calls (default: the bundled one)")
     s.add_argument("--model", help="DNA model pack (default: the bundled one)")
     s.add_argument("--method", choices=["identity", "agglomerative", "hdbscan"],
-                   help="identity: alignment identity on the embedding's neighbour graph, threshold from the "
-                        "barcode gap (default for barcode files); agglomerative (default for --project) or "
-                        "hdbscan: embeddings reduced with UMAP, parameters by silhouette")
+                   help="identity (default): alignment identity on the embedding's neighbour graph, threshold "
+                        "from the barcode gap (with --project: photo-only specimens by their photo embeddings); "
+                        "agglomerative or hdbscan: embeddings reduced with UMAP, parameters by silhouette")
     s.add_argument("--identity-threshold", type=float, help="identity: join barcodes at least this identical "
                    "(0-1; default: the barcode gap of the data)")
     s.add_argument("--n-clusters", type=int, help="agglomerative: this many clusters (default: best silhouette)")

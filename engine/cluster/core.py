@@ -173,19 +173,30 @@ def cluster_summary(emb: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
     k = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
     dist = np.full(n, np.nan, dtype=np.float32)
     sizes = np.bincount(labels[labels >= 0], minlength=k).astype(np.int64)
-    reps = np.zeros(k, dtype=np.int64)
     if k == 0:
-        return dist, sizes, reps
+        return dist, sizes, np.zeros(0, dtype=np.int64)
     kept = np.flatnonzero(labels >= 0)
     sums = np.zeros((k, d), dtype=np.float64)
     np.add.at(sums, labels[kept], emb[kept])
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     centroids = (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
     dist[kept] = np.clip(1.0 - np.einsum("ij,ij->i", emb[kept], centroids[labels[kept]]), 0.0, 2.0)
-    order = kept[np.lexsort((kept, dist[kept], labels[kept]))]  # by cluster, then distance, then index
+    return dist, sizes, representatives(labels, dist)
+
+
+def representatives(labels: np.ndarray, distance_to_centroid: np.ndarray) -> np.ndarray:
+    """(n_clusters,) index of each cluster's member closest to its centroid (ties: the first)."""
+    labels = np.asarray(labels)
+    k = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
+    reps = np.zeros(k, dtype=np.int64)
+    kept = np.flatnonzero(labels >= 0)
+    if k == 0:
+        return reps
+    dist = np.nan_to_num(np.asarray(distance_to_centroid, dtype=np.float64)[kept], nan=np.inf)
+    order = kept[np.lexsort((kept, dist, labels[kept]))]  # by cluster, then distance, then index
     first = np.r_[True, labels[order][1:] != labels[order][:-1]]
     reps[labels[order][first]] = order[first]
-    return dist, sizes, reps
+    return reps
 
 
 # ---------------------------------------------------------------------------- agglomerative

@@ -311,8 +311,9 @@ def test_cli_project_mode(cluster_project_db, tmp_path, capsys):
 
     path, truth = cluster_project_db
     out = tmp_path / "c.csv"
-    assert main(["cluster", "--project", str(path), "--seed", "1", "-q", "--out", str(out)]) == 0
-    assert main(["cluster", "--project", str(path), "--seed", "1", "-q", "--out", str(out)]) == 0
+    args = ["cluster", "--project", str(path), "--method", "agglomerative", "--seed", "1", "-q", "--out", str(out)]
+    assert main(args) == 0
+    assert main(args) == 0
     err = capsys.readouterr().err
     assert "cached 2-D map, cached clusters" in err
     with open(out, newline="") as fh:
@@ -340,10 +341,3 @@ def test_cli_clusters_barcode_files_by_identity_by_default(tmp_path, tiny_librar
     assert main(["cluster", str(fasta), "--library", str(tiny_library), "--model", str(tiny_dna_pack),
                  "--device", "cpu", "-q", "--identity-threshold", "0.8", "--out", str(out)]) == 0
     assert "identity: 3 clusters" in capsys.readouterr().err  # species of a genus joined
-
-
-def test_cli_refuses_identity_clustering_of_a_project(tmp_path):
-    from engine.cli import main
-
-    assert main(["cluster", "--project", str(tmp_path / "p.db"), "--method", "identity",
-                 "--out", str(tmp_path / "c.csv")]) == 1
