@@ -1,11 +1,21 @@
-"""Building and extending reference libraries from labelled barcode files."""
+"""Building and extending reference libraries from labelled barcode files.
+
+A build never writes into its output in place (``library_output``): a new library is made
+under a temp name beside OUT and linked into place when complete; ``--add`` extends a copy
+of OUT and renames it over OUT at the end. A kill or crash leaves the old library (or none),
+never a half-built or 0-byte file that blocks the next run.
+"""
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 from engine.assign import calibrate
+from engine.atomic import atomic_output, check_output_folder
+from engine.errors import LibraryError
 from engine.io import read_barcodes
 from engine.library import ReferenceLibrary, ReferenceRecord
 from engine.models.dna_encoder import DnaEncoder
@@ -74,6 +84,51 @@ def calibrate_library(library: ReferenceLibrary, progress: ProgressCallback = No
     return cal
 
 
+def check_library_output(out: str | Path, add: bool = False) -> Path:
+    """Refuse, before any work, an OUT that cannot be built: a missing folder, an existing file
+    without ``add``, or with ``add`` a file that is not a library."""
+    out = check_output_folder(out)
+    if add:
+        ReferenceLibrary.open(out).close()  # exists and is a library (LibraryError naming it otherwise)
+    elif out.exists():
+        hint = (" (an empty file, perhaps left by an older version's interrupted build: delete it)"
+                if out.is_file() and out.stat().st_size == 0 else "")
+        raise LibraryError(f"{out} exists already{hint}; add records to it with --add or choose a new path")
+    return out
+
+
+@contextmanager
+def library_output(out: str | Path, add: bool = False, name: str = "") -> Iterator[ReferenceLibrary]:
+    """The library to write into: a new one (or with ``add`` a copy of OUT) under a temp name
+    beside OUT, put in place at OUT only when the with-block completes (engine.atomic).
+
+    A new library never replaces a file that appeared at OUT meanwhile (two builds of the same
+    new library: the second says so); with ``add``, OUT changed by another process meanwhile
+    is an error rather than a lost update.
+    """
+    out = check_library_output(out, add)
+    before = out.stat() if add else None
+    with atomic_output(out, replace=add) as tmp:
+        if add:
+            source = ReferenceLibrary.open_writable(out)  # writable: a crashed writer's journal is rolled back
+            library = ReferenceLibrary.create_from(source, tmp)
+            source.close()
+        else:
+            library = ReferenceLibrary.create(tmp, name=name or out.stem)
+        # the temp file is discarded if anything fails: no journal on disk, no syncs until the end
+        library.db.execute("PRAGMA journal_mode = MEMORY")
+        library.db.execute("PRAGMA synchronous = OFF")
+        try:
+            yield library
+        finally:
+            library.close()
+        if before is not None:
+            now = os.stat(out)
+            if (now.st_mtime_ns, now.st_size, now.st_ino) != (before.st_mtime_ns, before.st_size, before.st_ino):
+                raise LibraryError(f"{out} was changed by another process during this build; nothing was "
+                                   "replaced: run the command again")
+
+
 def build_library(
     barcode_files: Iterable[str | Path],
     out: str | Path,
@@ -82,13 +137,18 @@ def build_library(
     add: bool = False,
     name: str = "",
     progress: ProgressCallback = None,
+    also: Callable[[ReferenceLibrary], object] | None = None,
 ) -> tuple[ReferenceLibrary, BuildReport]:
-    """Create (or, with add=True, extend) a library from labelled barcode files and calibrate it."""
-    library = ReferenceLibrary.open_writable(out) if add else ReferenceLibrary.create(out, name=name)
+    """Create (or, with add=True, extend) a library from labelled barcode files and calibrate it;
+    ``also`` runs on it before it is put in place (the CLI adds photo references so).
+    Returns the finished library, opened read-only at ``out``."""
     total = BuildReport()
-    for f in barcode_files:
-        rep = add_barcodes(library, read_barcodes(f), encoder, store_sequences, progress)
-        total.added += rep.added
-        total.skipped.extend(rep.skipped)
-    calibrate_library(library, progress)
-    return library, total
+    with library_output(out, add=add, name=name) as library:
+        for f in barcode_files:
+            rep = add_barcodes(library, read_barcodes(f), encoder, store_sequences, progress)
+            total.added += rep.added
+            total.skipped.extend(rep.skipped)
+        calibrate_library(library, progress)
+        if also is not None:
+            also(library)
+    return ReferenceLibrary.open(out), total

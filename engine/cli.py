@@ -2,12 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
 from engine import __version__
 from engine.errors import BioscanError
+
+
+def _check_out(path: str) -> None:
+    """An output in a missing folder is an error before any work starts (engine.atomic)."""
+    from engine.atomic import check_output_folder
+
+    check_output_folder(path)
 
 
 def _progress(args) -> object:
@@ -45,6 +54,8 @@ def cmd_identify(args) -> int:
 
     from engine.io.images import PHOTO_SUFFIXES, find_photos
 
+    if args.out:
+        _check_out(args.out)
     photos = find_photos(args.inputs)  # photos in INPUT folders get modality "image" rows
     records = _read_barcode_inputs([i for i in args.inputs if Path(i).suffix.lower() not in PHOTO_SUFFIXES],
                                    allow_none=bool(photos))
@@ -87,6 +98,7 @@ def cmd_demo(args) -> int:
     from engine.export import write_csv
     from engine.identify import RESULT_COLUMNS, open_identifier
 
+    _check_out(args.out)
     ident = open_identifier(device=args.device)  # loads and verifies the bundled model and library
     data = find_shared_data()
     if data is None:
@@ -117,6 +129,7 @@ def cmd_cluster(args) -> int:
     from engine.export import write_csv
     from engine.identify import open_identifier
 
+    _check_out(args.out)
     if args.project:
         if args.inputs:
             raise BioscanError("give barcode INPUT files or --project, not both")
@@ -184,6 +197,7 @@ def cmd_import(args) -> int:
 def cmd_export(args) -> int:
     from engine.project import open_project
 
+    _check_out(args.out)
     with open_project(args.project, readonly=True) as project:
         if args.format == "dwc":
             from engine.export.dwc import write_dwca
@@ -199,6 +213,7 @@ def cmd_report(args) -> int:
     from engine.project import open_project
     from engine.report import write_report
 
+    _check_out(args.out)
     with open_project(args.project, readonly=True) as project:
         write_report(project, args.out)
     print(f"report -> {args.out}", file=sys.stderr)
@@ -215,39 +230,46 @@ def _add_photo_references(lib, args) -> None:
 
     encoder = ImageEncoder.from_path(args.image_model or default_model_path("image"), precision=args.precision,
                                      device=args.device)
-    photos = [p for src in args.images for p in read_photo_labels(src)]
-    added, skipped = add_photos(lib, photos, encoder, progress=_progress(args))
-    print(f"{lib.path}: {added} photo references added, {len(skipped)} skipped, "
+    photos, twice = {}, []
+    for p in sorted((p for src in args.images for p in read_photo_labels(src)), key=lambda p: p.path.name):
+        if p.specimen_id in photos:  # one reference per specimen: the first photo by file name
+            twice.append((p.specimen_id, f"{p.path.name}: a second photo of this specimen "
+                                         f"({photos[p.specimen_id].path.name} is used)"))
+        else:
+            photos[p.specimen_id] = p
+    added, skipped = add_photos(lib, list(photos.values()), encoder, progress=_progress(args))
+    skipped = twice + skipped
+    print(f"{args.out}: {added} photo references added, {len(skipped)} skipped, "
           f"{lib.count('image')} photo references in all (calls: order and family)", file=sys.stderr)
     for rid, why in skipped[:10]:
         print(f"  skipped {rid}: {why}", file=sys.stderr)
 
 
 def cmd_library_build(args) -> int:
-    from engine.build import build_library
+    from engine.build import build_library, check_library_output, library_output
     from engine.models.dna_encoder import DnaEncoder
     from engine.resources import default_model_path
 
+    check_library_output(args.out, add=args.add)
     if not args.barcodes:
         if not args.images:
             raise BioscanError("give --barcodes and/or --images")
-        from engine.library import ReferenceLibrary
-
-        lib = ReferenceLibrary.open_writable(args.out) if args.add else ReferenceLibrary.create(args.out, name=args.name)
-        _add_photo_references(lib, args)
+        with library_output(args.out, add=args.add, name=args.name) as lib:
+            _add_photo_references(lib, args)
         return 0
     encoder = DnaEncoder.from_path(args.model or default_model_path("dna"), precision=args.precision,
                                    device=args.device)
     lib, rep = build_library(args.barcodes, args.out, encoder, store_sequences=not args.no_sequences,
-                             add=args.add, name=args.name, progress=_progress(args))
+                             add=args.add, name=args.name, progress=_progress(args),
+                             also=(lambda lib: _add_photo_references(lib, args)) if args.images else None)
     print(f"{'extended' if args.add else 'built'} {lib.path}: {rep.added} records added, "
           f"{len(rep.skipped)} skipped, {lib.count('dna')} DNA references in all", file=sys.stderr)
+    for f, stats in rep.read:
+        print(f"  {Path(f).name}: {stats.summary()}", file=sys.stderr)
     for rid, why in rep.skipped[:10]:
         print(f"  skipped {rid}: {why}", file=sys.stderr)
     if len(rep.skipped) > 10:
         print(f"  ... and {len(rep.skipped) - 10} more", file=sys.stderr)
-    if args.images:
-        _add_photo_references(lib, args)
     return 0
 
 
@@ -432,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bioscan", description="Offline identification of insect specimens.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("--verbose", action="store_true", help="with --version: models, library and device")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of an unexpected error (also BIOSCAN_DEBUG=1; anywhere on the line)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(sp, device: bool = True):
@@ -585,16 +609,91 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# ---------------------------------------------------------------------------- errors
+def _database_args(args) -> list[Path]:
+    """The database files a command was given (or uses by default), to name the one that failed."""
+    from engine.sqlite_paths import sqlite_kind
+
+    paths = [getattr(args, a, None) for a in ("project", "library")]
+    if hasattr(args, "library") and not args.library:
+        from engine.resources import default_library_path
+
+        paths.append(default_library_path())
+    out = getattr(args, "out", None)  # a library being extended; a CSV or report is no database
+    if out and sqlite_kind(out) in ("library", "project", "other", "corrupt"):
+        paths.append(out)
+    return [Path(p) for p in paths if p and Path(p).is_file()]
+
+
+def _failing_database(args) -> Path | None:
+    """Which of the command's database files is damaged (or, failing that, the only one given)."""
+    from engine.sqlite_paths import connect, sqlite_kind
+
+    candidates = _database_args(args)
+    for path in candidates:
+        kind = sqlite_kind(path)
+        if kind in ("corrupt", "not-sqlite", "empty"):
+            return path
+        try:
+            conn = connect(path, readonly=True, immutable=True, timeout=1.0)
+            try:
+                if conn.execute("PRAGMA quick_check(1)").fetchone()[0] != "ok":
+                    return path
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError:
+            return path
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def error_line(exc: BaseException, args) -> str:
+    """One line for an error the engine did not turn into a BioscanError: what happened, to which
+    file, and what to do."""
+    if isinstance(exc, MemoryError):
+        return ("out of memory: close other programs, or give fewer files at once "
+                "(import: a smaller --batch-size)")
+    if isinstance(exc, sqlite3.DatabaseError):
+        text = str(exc)
+        db = _failing_database(args)
+        name = str(db) if db else "a database file"
+        if "locked" in text or "busy" in text:
+            return f"{name} is in use by another process ({text}): wait until it has finished, then run again"
+        if "full" in text:
+            return f"no space left on the disk for {name}: free some space, then run again"
+        if "readonly" in text or "read-only" in text:
+            return f"{name} cannot be written here ({text}): copy it to a folder you can write to"
+        return (f"{name} is damaged or not a BIOSCAN file ({text}): restore it from a backup, or make it again "
+                "(a library: bioscan library build; a project: bioscan import into a new project)")
+    if isinstance(exc, OSError):
+        name = exc.filename or "a file"
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            return f"no space left on the disk for {name}: free some space, then run again"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"{name}: {exc.strerror or 'permission denied'}: choose a file or folder you can read and write"
+        return f"{name}: {exc.strerror or exc}"
+    if isinstance(exc, UnicodeError):
+        return f"text that is not valid UTF-8 ({exc}): save the input files as UTF-8"
+    return f"unexpected {type(exc).__name__}: {exc} (run again with --debug for the details, and please report it)"
+
+
+def _debug_wanted(argv: list[str]) -> tuple[bool, list[str]]:
+    """--debug anywhere on the command line (or BIOSCAN_DEBUG=1): show tracebacks."""
+    rest = [a for a in argv if a != "--debug"]
+    return len(rest) != len(argv) or os.environ.get("BIOSCAN_DEBUG", "") not in ("", "0"), rest
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. Exit codes: 0 done; 1 a BioscanError (or nothing could be identified); 2 any
+    other failure (one line naming the file and what to do; the traceback with --debug); 130 interrupted."""
     parser = build_parser()
+    debug, argv = _debug_wanted(sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
-    if args.version:
-        return cmd_version(args)
-    if not getattr(args, "func", None):
+    func = cmd_version if args.version else getattr(args, "func", None)
+    if func is None:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        return func(args)
     except BioscanError as exc:
         print(f"bioscan: error: {exc}", file=sys.stderr)
         return 1
@@ -604,6 +703,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `bioscan identify reads.fasta | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
+    except Exception as exc:  # noqa: BLE001 - the boundary: one line instead of a traceback
+        if debug:
+            raise
+        try:
+            line = error_line(exc, args)
+        except Exception:  # noqa: BLE001 - naming the file failed too: still one line
+            line = f"{type(exc).__name__}: {exc}"
+        print(f"bioscan: error: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import sqlite_utils
 from engine.errors import LibraryError
 from engine.records import TAXONOMY_FIELDS, Taxonomy
 from engine.search import ExactIndex, VectorIndex
+from engine.sqlite_paths import connect, sqlite_kind, wrong_kind_message
 
 if TYPE_CHECKING:
     from engine.assign import GenusPrototypes
@@ -105,11 +106,12 @@ class ReferenceLibrary:
     # -- opening ---------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, name: str = "") -> "ReferenceLibrary":
+        """A new, empty library file at ``path`` (which must not exist; its folder must).
+        `bioscan library build` creates it under a temp name (engine.build.library_output)."""
         path = Path(path)
         if path.exists():
             raise LibraryError(f"{path} exists already; add records to it with --add or choose a new path")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite_utils.Database(path)
+        db = sqlite_utils.Database(connect(path))
         db["meta"].create({"key": str, "value": str}, pk="key")
         db["refs"].create(
             {"id": int, "record_id": str, "modality": str, **{f: str for f in TAXONOMY_FIELDS},
@@ -125,26 +127,42 @@ class ReferenceLibrary:
         return lib
 
     @classmethod
-    def open(cls, path: str | Path) -> "ReferenceLibrary":
+    def create_from(cls, source: "ReferenceLibrary", path: str | Path) -> "ReferenceLibrary":
+        """A copy of ``source`` as the new file ``path`` (SQLite's backup: a consistent copy)."""
+        path = Path(path)
+        if path.exists():
+            raise LibraryError(f"{path} exists already")
+        conn = connect(path)
+        source.db.conn.backup(conn)
+        return cls(path, sqlite_utils.Database(conn))
+
+    @classmethod
+    def open(cls, path: str | Path, readonly: bool = True) -> "ReferenceLibrary":
+        """Open a library file (read-only unless ``readonly=False``); LibraryError saying what the
+        file is when it is not a readable library (a project, another database, a damaged file)."""
         path = Path(path)
         if not path.is_file():
             raise LibraryError(f"{path}: no such reference library")
+        kind = sqlite_kind(path)
+        if kind != "library":
+            raise LibraryError(wrong_kind_message(path, kind, "library"))
         try:
-            db = sqlite_utils.Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
-            if "meta" not in db.table_names() or "refs" not in db.table_names():
-                raise LibraryError(f"{path}: not a BIOSCAN reference library (no meta/refs tables)")
+            db = sqlite_utils.Database(connect(path, readonly=readonly))
+            lib = cls(path, db)
+            version = lib.meta.get("schema_version")
         except sqlite3.DatabaseError as exc:
-            raise LibraryError(f"{path}: not a reference library ({exc})") from exc
-        lib = cls(path, db)
-        version = lib.meta.get("schema_version")
+            raise LibraryError(wrong_kind_message(path, "corrupt", "library") + f" ({exc})") from exc
         if version != str(SCHEMA_VERSION):
+            lib.close()
             raise LibraryError(f"{path}: library schema {version} is not supported (expected {SCHEMA_VERSION})")
         return lib
 
     @classmethod
     def open_writable(cls, path: str | Path) -> "ReferenceLibrary":
-        cls.open(path)  # validates
-        return cls(Path(path), sqlite_utils.Database(path))
+        return cls.open(path, readonly=False)
+
+    def close(self) -> None:
+        self.db.conn.close()
 
     # -- metadata --------------------------------------------------------------------
     @property

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import atomic_output, check_output_folder
 from engine.errors import BioscanError
+from engine.export.dwc import xml_text
 from engine.project import SpecimenFilter
 
 TOP_FAMILIES = 25
@@ -52,7 +54,7 @@ def collect(project) -> ReportData:
     novel = project.list_specimens(SpecimenFilter(status="novel"), sort="confidence", limit=MAX_TABLE_ROWS)
     errors = project.item_errors()
     kinds = Counter(error_kind(e["error"] or "") for e in errors).most_common()
-    return ReportData(f"BIOSCAN Desktop project {project.path.stem}", project.status_counts(), orders, families,
+    return ReportData(xml_text(f"BIOSCAN Desktop project {project.path.stem}"), project.status_counts(), orders, families,
                       novel, errors[:MAX_TABLE_ROWS], kinds, project.import_runs())
 
 
@@ -121,25 +123,26 @@ def _png_bytes(fig) -> bytes:
 
 
 def write_report(project, path: str | Path) -> Path:
-    """Write the report; the format follows the suffix (.pdf, .png, .html)."""
-    path = Path(path)
+    """Write the report (atomically, engine.atomic); the format follows the suffix (.pdf, .png, .html)."""
+    path = check_output_folder(path)
     suffix = path.suffix.lower()
     if suffix not in (".pdf", ".png", ".html", ".htm"):
         raise BioscanError(f"{path.name}: a report is .pdf, .png or .html")
     data = collect(project)
-    if suffix == ".png":
-        path.write_bytes(_png_bytes(_charts(data)))
-    elif suffix == ".pdf":
-        from matplotlib.backends.backend_pdf import PdfPages
+    with atomic_output(path) as tmp:
+        if suffix == ".png":
+            tmp.write_bytes(_png_bytes(_charts(data)))
+        elif suffix == ".pdf":
+            from matplotlib.backends.backend_pdf import PdfPages
 
-        with PdfPages(path) as pdf:
-            for fig in (_charts(data), _text_page("Summary", _summary_lines(data)),
-                        _text_page(f"Novel specimens ({data.status.get('novel', 0)})", _novel_lines(data)),
-                        _text_page(f"QC and input failures ({sum(n for _, n in data.error_kinds)})",
-                                   _error_lines(data))):
-                pdf.savefig(fig)
-    else:
-        path.write_text(_html(data), encoding="utf-8")
+            with PdfPages(tmp) as pdf:
+                for fig in (_charts(data), _text_page("Summary", _summary_lines(data)),
+                            _text_page(f"Novel specimens ({data.status.get('novel', 0)})", _novel_lines(data)),
+                            _text_page(f"QC and input failures ({sum(n for _, n in data.error_kinds)})",
+                                       _error_lines(data))):
+                    pdf.savefig(fig)
+        else:
+            tmp.write_text(_html(data), encoding="utf-8", errors="backslashreplace")
     return path
 
 

@@ -54,10 +54,14 @@ def connect(path: str | Path, readonly: bool = False, immutable: bool = False, *
     return conn
 
 
-def _tables(path: Path) -> set[str]:
-    """The table names, read without writing (immutable when read-only mode cannot open a WAL file)."""
+def _tables(path: Path, wal_mode: bool) -> set[str]:
+    """The table names, read without writing: a WAL-mode file with no pending -wal is read
+    ``immutable`` (``mode=ro`` would create its -shm and -wal files), any other read-only,
+    falling back to immutable where read-only mode cannot open it (read-only media)."""
+    wal = path.with_name(path.name + "-wal")
+    pending = wal.exists() and wal.stat().st_size > 0
     last: sqlite3.Error | None = None
-    for immutable in (False, True):
+    for immutable in ((True, False) if wal_mode and not pending else (False, True)):
         try:
             conn = connect(path, readonly=True, immutable=immutable, timeout=2.0)
         except sqlite3.Error as exc:
@@ -66,8 +70,6 @@ def _tables(path: Path) -> set[str]:
         try:
             return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
-            if not isinstance(exc, sqlite3.OperationalError):
-                raise  # "file is not a database", "malformed": immutable would not read it either
             last = exc
         finally:
             conn.close()
@@ -80,15 +82,15 @@ def sqlite_kind(path: str | Path) -> str:
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            header = fh.read(len(SQLITE_HEADER))
+            header = fh.read(100)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return "missing"
     if not header:
         return "empty"
-    if header != SQLITE_HEADER:
+    if not header.startswith(SQLITE_HEADER):
         return "not-sqlite"
     try:
-        tables = _tables(path)
+        tables = _tables(path, wal_mode=header[18:19] == b"\x02")
     except sqlite3.DatabaseError:
         return "corrupt"
     if _LIBRARY_TABLES <= tables:

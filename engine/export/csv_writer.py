@@ -1,14 +1,16 @@
 """CSV output that spreadsheets open safely.
 
 Cells starting with = + - @ (or tab/CR) would run as formulas in Excel/LibreOffice; they
-are prefixed with an apostrophe (OWASP's advice). Numbers are written as numbers.
+are prefixed with an apostrophe (OWASP's advice). Numbers are written as numbers. Text
+that is not valid Unicode (an undecodable file name's bytes) is written backslash-escaped.
 """
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
+
+from engine.atomic import atomic_output
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -23,17 +25,13 @@ def safe_cell(value: object) -> object:
 
 
 def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> int:
-    """Write rows atomically (temp file, then rename) so a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write rows atomically (engine.atomic) so a crash never leaves half a file."""
     n = 0
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_output(path) as tmp, tmp.open("w", newline="", encoding="utf-8",
+                                                         errors="backslashreplace") as fh:
         w = csv.writer(fh)
         w.writerow(columns)
         for row in rows:
             w.writerow([safe_cell(row.get(c, "")) for c in columns])
             n += 1
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
     return n

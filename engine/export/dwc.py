@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from engine.atomic import atomic_output
 from engine.project import SpecimenFilter
 
 DWC = "http://rs.tdwg.org/dwc/terms/"
@@ -50,13 +52,39 @@ _HIGHER: dict[str, tuple[str, str]] = {
 }
 
 
+# what XML 1.0 forbids even as a character reference: C0 controls but tab, LF, CR; lone surrogates
+# (undecodable file name bytes); U+FFFE, U+FFFF
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(value: Any) -> str:
+    """Text any XML 1.0 document (and a UTF-8 file) can hold: a forbidden character becomes
+    a visible escape (\\x07, \\udcff) rather than vanishing or breaking the archive."""
+    text = str(value if value is not None else "")
+    return _NOT_XML.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
 def _clean(value: Any) -> str:
-    """A cell of a tab-separated file without quoting: no tabs or line breaks inside."""
-    return " ".join(str(value if value is not None else "").split())
+    """A cell of a tab-separated file without quoting: XML-safe text, no tabs or line breaks inside."""
+    return " ".join(xml_text(value).split())
 
 
-def occurrence_row(s: dict[str, Any], project_id: str, software: str) -> dict[str, str]:
-    """The Darwin Core occurrence of one specimen (a Project.iter_specimens row)."""
+def media_path(path: str, project_folder: Path | None) -> str:
+    """A photo as associatedMedia: its path relative to the project's folder when it lies inside
+    it, else its file name; never an absolute local path (it would publish the user's folders)."""
+    p = Path(os.path.normpath(path))
+    if project_folder is not None:
+        try:
+            return p.relative_to(project_folder).as_posix()
+        except ValueError:
+            pass
+    return p.name
+
+
+def occurrence_row(s: dict[str, Any], project_id: str, software: str,
+                   project_folder: Path | None = None) -> dict[str, str]:
+    """The Darwin Core occurrence of one specimen (a Project.iter_specimens row); photo paths
+    are given relative to ``project_folder`` (see media_path)."""
     overridden = s["review"] == "overridden"
     names = {r: (s[f"final_{r}"] if overridden else s[r]) or "" for r in ("order", "family", "genus", "species")}
     finest = next((r for r in ("species", "genus", "family", "order") if names[r]), "")
@@ -90,7 +118,7 @@ def occurrence_row(s: dict[str, Any], project_id: str, software: str) -> dict[st
     if overridden:
         remarks.append(f"identification by {s.get('review_user') or 'a user'} overrides the machine call")
     sequences = [f"{Path(p).name}#{k}" for m, p, k in s["files"] if m == "dna"]
-    media = [p for m, p, _ in s["files"] if m == "photo"]
+    media = [media_path(p, project_folder) for m, p, _ in s["files"] if m == "photo"]
     row = {
         "occurrenceID": f"urn:bioscan-desktop:{project_id}:{s['specimen_key']}",
         "basisOfRecord": "PreservedSpecimen",
@@ -132,15 +160,15 @@ def eml_xml(title: str, software: str, pub_date: str, n: int, package_id: str) -
     eml = ET.Element("eml:eml", {
         "xmlns:eml": "eml://ecoinformatics.org/eml-2.1.1", "xmlns:xsi": "http://www.w3.org/2001/XMLSchema-instance",
         "xsi:schemaLocation": "eml://ecoinformatics.org/eml-2.1.1 http://rs.gbif.org/schema/eml-gbif-profile/1.1/eml.xsd",
-        "packageId": package_id, "system": "BIOSCAN Desktop", "scope": "system", "xml:lang": "en"})
+        "packageId": xml_text(package_id), "system": "BIOSCAN Desktop", "scope": "system", "xml:lang": "en"})
     ds = ET.SubElement(eml, "dataset")
-    ET.SubElement(ds, "title", {"xml:lang": "en"}).text = title
+    ET.SubElement(ds, "title", {"xml:lang": "en"}).text = xml_text(title)
     creator = ET.SubElement(ds, "creator")
     ET.SubElement(creator, "organizationName").text = "BIOSCAN Desktop user"
     ET.SubElement(ds, "pubDate").text = pub_date
     ET.SubElement(ds, "language").text = "en"
     para = ET.SubElement(ET.SubElement(ds, "abstract"), "para")
-    para.text = (f"{n} specimens identified from DNA barcodes (COI-5P) and photos with {software}. "
+    para.text = xml_text(f"{n} specimens identified from DNA barcodes (COI-5P) and photos with {software}. "
                  "Identifications are machine calls unless identificationVerificationStatus says otherwise.")
     contact = ET.SubElement(ds, "contact")
     ET.SubElement(contact, "organizationName").text = "BIOSCAN Desktop user"
@@ -159,23 +187,21 @@ def write_dwca(project, path: str | Path) -> int:
     """Write a Darwin Core Archive of a project (atomic); returns the occurrences written."""
     from engine.project import now_iso
 
-    path = Path(path)
     software = _software(project)
     project_id = project.meta.get("project_id", "")
+    project_folder = Path(os.path.abspath(project.path)).parent
     reviews = project.latest_overrides()
     n = 0
-    tmp = path.with_name(f".{path.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_output(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("meta.xml", meta_xml())
         with zf.open("occurrence.txt", "w") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as fh:
             fh.write("\t".join(COLUMNS) + "\n")
             for s in project.iter_specimens(SpecimenFilter(status=["ok", "novel", "pending"])):
                 s["review_user"], s["review_at"] = reviews.get(s["id"], ("", ""))
-                row = occurrence_row(s, project_id, software)
+                row = occurrence_row(s, project_id, software, project_folder)
                 fh.write("\t".join(row[c] for c in COLUMNS) + "\n")
                 n += 1
         zf.writestr("eml.xml", eml_xml(f"BIOSCAN Desktop project {project.path.stem}", software, now_iso()[:10], n,
                                        package_id=f"urn:bioscan-desktop:{project_id}"))
-    os.replace(tmp, path)
     return n
 

@@ -9,20 +9,46 @@ manifest.json (format_version 1)::
      "input": {"name": "tokens", "dtype": "int64"}, "output": {"name": "embedding"},
      "preprocessing": {...},   # tokenizer / image transform config, read by the same code as training
      "training": {...}, "license": "..."}
+
+A file entry's path names a file inside the pack folder: a relative path without ``..``
+that resolves (symlinks followed) inside the folder. A manifest that names anything else is
+refused at load, whatever its sha256 says: verifying it would vouch for a file the pack does
+not own, and loading it would run a model from anywhere on the disk.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from engine.atomic import atomic_output
 from engine.errors import ModelPackError
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 PRECISIONS = ("int8", "fp32")
+
+
+def pack_file(pack_dir: Path, entry_path: object, manifest_path: Path | None = None) -> Path:
+    """The file a manifest entry names, checked to lie inside ``pack_dir`` (ModelPackError otherwise)."""
+    where = manifest_path or pack_dir / MANIFEST
+    if not isinstance(entry_path, str) or not entry_path.strip():
+        raise ModelPackError(f"{where}: a file entry's path must be a file name, not {entry_path!r}")
+    parts = PureWindowsPath(entry_path)  # splits at / and \ both: a pack made on any system is checked alike
+    if PurePosixPath(entry_path).is_absolute() or parts.anchor or ".." in parts.parts or "\0" in entry_path:
+        raise ModelPackError(f"{where}: file entry {entry_path!r} points outside the model pack; "
+                             "a pack's files are named relative to its folder")
+    target = pack_dir / entry_path
+    try:
+        inside = target.resolve().is_relative_to(pack_dir.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        raise ModelPackError(f"{where}: file entry {entry_path!r} resolves outside the model pack "
+                             "(a symbolic link?); copy the file into the pack folder")
+    return target
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -59,12 +85,12 @@ class ModelPack:
         raise ModelPackError(f"model pack {self.ident} has no {precision} model (it has: {have})")
 
     def model_path(self, precision: str = "int8") -> Path:
-        return self.path / self.model_file(precision)["path"]
+        return pack_file(self.path, self.model_file(precision)["path"])
 
     def verify(self) -> None:
         """Check every file against its sha256; raise ModelPackError naming the first bad one."""
         for entry in self.files:
-            f = self.path / entry["path"]
+            f = pack_file(self.path, entry["path"])
             if not f.is_file():
                 raise ModelPackError(f"model pack {self.ident}: file {entry['path']} is missing")
             digest = sha256_file(f)
@@ -85,6 +111,8 @@ def load_pack(path: str | Path, verify: bool = True) -> ModelPack:
         m = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelPackError(f"{manifest_path}: unreadable manifest ({exc})") from exc
+    if not isinstance(m, dict):
+        raise ModelPackError(f"{manifest_path}: a manifest is a JSON object, not {type(m).__name__}")
     if m.get("format_version") != FORMAT_VERSION:
         raise ModelPackError(
             f"{path}: manifest format {m.get('format_version')!r} is not supported (expected {FORMAT_VERSION})"
@@ -104,6 +132,12 @@ def load_pack(path: str | Path, verify: bool = True) -> ModelPack:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelPackError(f"{manifest_path}: manifest lacks a valid field {exc}") from exc
+    for entry in pack.files:
+        if not (isinstance(entry, dict) and isinstance(entry.get("precision"), str)
+                and isinstance(entry.get("sha256"), str)):
+            raise ModelPackError(f"{manifest_path}: a file entry needs a path, a precision and a sha256, "
+                                 f"not {entry!r:.80}")
+        pack_file(path, entry.get("path"), manifest_path)
     if verify:
         pack.verify()
     return pack
@@ -114,8 +148,9 @@ def write_manifest(path: str | Path, manifest: dict[str, Any]) -> ModelPack:
     path = Path(path)
     manifest = dict(manifest, format_version=FORMAT_VERSION)
     for entry in manifest["files"]:
-        entry["sha256"] = sha256_file(path / entry["path"])
-    (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        entry["sha256"] = sha256_file(pack_file(path, entry["path"]))
+    with atomic_output(path / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return load_pack(path)
 
 

@@ -1,0 +1,166 @@
+"""Outputs written whole or not at all.
+
+Every writer (CSV, Darwin Core archive, report, reference library) writes into a temp file
+beside its output and renames it over the output only once complete (``atomic_output``):
+a crash, a kill or a full disk leaves the old output as it was, or no output, never half a
+file. The temp file's name carries the writing process's id; a temp file whose process is
+gone (killed: nothing could clean up) is deleted by the next write of the same output, so
+leftovers never block or accumulate.
+
+An output in a folder that does not exist is an error before any work starts
+(``check_output_folder``), for every writer: a mistyped folder should not become a new one.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import shutil
+import sqlite3
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from engine.errors import BioscanError
+
+PARTIAL = ".partial"
+_NAME_CHARS = 40  # of the output's name kept in the temp file's (4 bytes each at most: well under NAME_MAX)
+
+
+def check_output_folder(path: str | Path) -> Path:
+    """``path`` as a Path; BioscanError unless its folder exists and it is not itself a folder."""
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise BioscanError(f"the folder {folder} does not exist: create it, or choose another output path")
+    if path.is_dir():
+        raise BioscanError(f"{path} is a folder: give the output a file name")
+    return path
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name[:_NAME_CHARS]}."
+
+
+def _process_gone(pid: int) -> bool:
+    if sys.platform == "win32":  # os.kill would terminate it; an open temp file cannot be deleted there anyway
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def remove_stale_temp_files(path: str | Path) -> list[Path]:
+    """Delete the temp files (and their SQLite journals) that killed writers of ``path`` left."""
+    path = Path(path)
+    prefix, removed = _temp_prefix(path), []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and PARTIAL in name):
+            continue
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _process_gone(int(pid))):
+            continue
+        try:
+            os.unlink(path.parent / name)
+            removed.append(path.parent / name)
+        except OSError:
+            pass
+    return removed
+
+
+def temp_path(path: Path) -> Path:
+    """A fresh temp file name beside ``path``: .NAME.PID-RANDOM.partial."""
+    return path.with_name(f"{_temp_prefix(path)}{os.getpid()}-{secrets.token_hex(4)}{PARTIAL}")
+
+
+def _discard(tmp: Path) -> None:
+    for p in (tmp, tmp.with_name(tmp.name + "-journal")):
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    if directory and sys.platform == "win32":
+        return
+    fd = os.open(path, (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if directory else os.O_RDWR)
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:  # some file systems cannot sync a folder; the file itself must be on disk
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_error_message(path: Path, exc: BaseException) -> str:
+    """One line on why ``path`` could not be written, and what is left of it."""
+    left = "the old file is unchanged" if path.exists() else "nothing was written"
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)) or (
+            isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)):
+        try:
+            free = f" ({shutil.disk_usage(path.parent).free / 1e6:.1f} MB free)"
+        except OSError:
+            free = ""
+        return f"no space left on the disk for {path}{free}: free some space, or write elsewhere; {left}"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {path}: {exc.strerror or exc} (choose another output folder); {left}"
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return f"cannot write {path}: {reason}; {left}"
+
+
+def _link_no_clobber(tmp: Path, path: Path) -> None:
+    """Put ``tmp`` at ``path`` unless something is there already (created meanwhile by another process)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise BioscanError(f"{path} was created by another process meanwhile; nothing was replaced") from None
+    except OSError:  # no hard links on this file system (FAT, some network shares): check, then rename
+        if path.exists():
+            raise BioscanError(f"{path} was created by another process meanwhile; nothing was replaced") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+@contextmanager
+def atomic_output(path: str | Path, replace: bool = True) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` to write the whole output into; on success it becomes
+    ``path`` (synced to disk first), on any error or interruption it is deleted.
+
+    ``replace=False``: never overwrite a file that appeared at ``path`` meanwhile (two processes
+    creating the same new library: the second gets an error, not a silent loss).
+    An OSError (or SQLite's "disk is full") while writing becomes a BioscanError naming the output.
+    """
+    path = check_output_folder(path)
+    remove_stale_temp_files(path)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        _fsync(tmp)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_no_clobber(tmp, path)
+        _fsync(path.parent, directory=True)
+    except (OSError, sqlite3.OperationalError) as exc:
+        _discard(tmp)
+        if isinstance(exc, sqlite3.OperationalError) and "full" not in str(exc) and "I/O" not in str(exc):
+            raise
+        raise BioscanError(write_error_message(path, exc)) from exc
+    except BaseException:
+        _discard(tmp)
+        raise
