@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from engine.progress import ProgressCallback, report
-from engine.project import CALL_RANKS, SpecimenFilter, TaxonNode, open_project
+from engine.project import SpecimenFilter, TaxonNode, open_project
 
 from bioscan_desktop.settings import Settings
 
@@ -145,45 +145,14 @@ def project_trees(project_path: str, ranks: Sequence[str], progress: ProgressCal
 
 
 # ------------------------------------------------------------------------------ cluster map
-@dataclass
-class ClusterMap:
-    specimen_ids: list[int]  # one per point (a specimen with two barcodes has two points)
-    xy: Any  # (n, 2) float32
-    labels: Any  # (n,) cluster id, -1 noise
-    rows: dict[int, dict[str, Any]]  # specimen id -> list_specimens row
-    consensus: dict[int, Any]  # cluster id -> engine.cluster.Consensus
-    summary: str = ""
+def compute_cluster_map(project_path: str, progress: ProgressCallback = None, cached_only: bool = False):
+    """The project's putative species (engine.cluster.project.map_project_species, a SpeciesMap): read
+    from the project's cache when the specimens are unchanged, else computed and cached. With
+    ``cached_only`` nothing is computed (None unless cached, and quick): for
+    showing the map as soon as a project is opened."""
+    from engine.cluster.project import map_project_species
 
-    def putative_species(self, min_novel_fraction: float = 0.5) -> list[int]:
-        """Clusters most of whose members are novel: candidate new species groups, largest first."""
-        return [cid for cid, c in self.consensus.items() if c.novel_fraction > min_novel_fraction]
-
-
-def _call_of(row: dict[str, Any]):
-    from engine.records import Call, RankCall
-
-    if row["status"] not in ("ok", "novel"):
-        return None
-    ranks = {r: RankCall(r, row.get(r) or "", 0.0) for r in CALL_RANKS}
-    return Call(ranks, novel=bool(row.get("novel")), novel_rank=row.get("novel_rank") or "")
-
-
-def compute_cluster_map(project_path: str, progress: ProgressCallback = None) -> ClusterMap | None:
-    """UMAP map and clusters of a project's DNA embeddings (engine.cluster); None when fewer than 3."""
-    import numpy as np
-
-    from engine.cluster import cluster_embeddings, consensus_taxonomy, reduce_2d
-
-    with open_project(project_path, readonly=True) as p:
-        ids, emb = p.embeddings("dna")
-        if len(ids) < 3:
-            return None
-        rows = {r["id"]: r for r in p.iter_specimens()}
-    xy = reduce_2d(emb, progress=progress)
-    result = cluster_embeddings(emb, progress=progress)
-    calls = [_call_of(rows[i]) if i in rows else None for i in ids]
-    return ClusterMap(list(ids), np.asarray(xy), np.asarray(result.labels), rows,
-                      consensus_taxonomy(calls, result.labels), result.summary())
+    return map_project_species(project_path, cached_only=cached_only, progress=progress)
 
 
 # ------------------------------------------------------------------------------ export (engine/export, engine/report)

@@ -1,35 +1,11 @@
-"""Cluster map, library tree, settings, screenshots, and the Qt-free helpers behind the views."""
+"""Library tree, settings, screenshots, and the Qt-free helpers behind the views (the cluster map:
+test_cluster_map.py)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
 from bioscan_desktop.progress_meter import ProgressMeter, format_duration
-
-
-def test_cluster_map_and_lasso_selection_filter_the_table(qtbot, imported):
-    window, facts = imported
-    with qtbot.waitSignal(window.clusterMapReady, timeout=300_000):
-        window.compute_cluster_map()
-    m = window.cluster_view.map
-    assert m is not None, window.cluster_view.info.text()
-    n_barcodes = len(facts["known"]) + len(facts["novel"])
-    assert m.xy.shape == (n_barcodes, 2) and len(m.labels) == n_barcodes
-    # the novel species (species3 of each genus) are held out of the library: their clusters are putative species
-    novel_keys = {r.specimen_id for r in facts["novel"]}
-    for cid in m.putative_species():
-        members = [m.rows[m.specimen_ids[i]]["specimen_key"] for i in np.flatnonzero(m.labels == cid)]
-        assert sum(k in novel_keys for k in members) > len(members) / 2
-    assert m.putative_species(), window.cluster_view.info.text()
-    assert "putative species groups" in window.cluster_view.info.text()
-    mask = np.zeros(len(m.xy), dtype=bool)
-    mask[:5] = True
-    window.cluster_view.select_points(mask, "box")
-    assert window.tabs.currentWidget() is window.results_view
-    assert window.results_model.rowCount() == len({m.specimen_ids[i] for i in range(5)})
-    assert "selected on the map" in window.results_view.chip.text()
-    assert window.cluster_view.point_text(0).startswith(m.rows[m.specimen_ids[0]]["specimen_key"] + ": ")
 
 
 def test_library_tree_can_be_browsed(qtbot, window, synthetic_split):
