@@ -69,13 +69,20 @@ def describe_setup(settings: Settings) -> SetupInfo:
 
 
 # ------------------------------------------------------------------------------ import
-def run_import(folders: Sequence[str], project_path: str, settings: Settings, progress: ProgressCallback = None):
-    """engine.importer.import_folders with the user's settings; returns its ImportReport."""
-    from engine.importer import ImportSettings, import_folders
+def import_settings(settings: Settings):
+    """The user's settings as the engine's ImportSettings: the one object every front end imports with."""
+    from engine.project import ImportSettings
 
-    opts = ImportSettings(min_confidence=settings.min_confidence, device=settings.device)
-    return import_folders(list(folders), project_path, library=settings.library_path or None,
-                          model=settings.dna_model_path or None, settings=opts, progress=progress)
+    return ImportSettings(library=settings.library_path, dna_model=settings.dna_model_path,
+                          image_model=settings.image_model_path, min_confidence=settings.min_confidence,
+                          device=settings.device)
+
+
+def run_import(folders: Sequence[str], project_path: str, settings: Settings, progress: ProgressCallback = None):
+    """engine.project.import_folders with the user's settings; returns its ImportReport."""
+    from engine.project import import_folders
+
+    return import_folders(list(folders), project_path, import_settings(settings), progress=progress)
 
 
 def resumable_run(project) -> dict[str, Any] | None:

@@ -174,22 +174,18 @@ def cmd_cluster(args) -> int:
 
 # ---------------------------------------------------------------------------- import / export / report
 def cmd_import(args) -> int:
-    from engine.project.importer import ImportSettings, import_folders
+    from engine.project import ImportSettings, import_folders
 
-    from engine.project.importer import open_photo_identifier
-
-    settings = ImportSettings(batch_size=args.batch_size, device=args.device)
-    image_ident, note = open_photo_identifier(args.library, args.image_model, device=args.device,
-                                              enabled=not args.no_photo_id)
-    if note:
-        print(f"bioscan: {note}", file=sys.stderr)
+    settings = ImportSettings(library=args.library or "", dna_model=args.model or "", image_model=args.image_model or "",
+                              identify_photos=not args.no_photo_id, batch_size=args.batch_size, device=args.device)
     try:
-        rep = import_folders(args.folders, args.project, library=args.library, model=args.model,
-                             image_identifier=image_ident, settings=settings, progress=_progress(args))
+        rep = import_folders(args.folders, args.project, settings, progress=_progress(args))
     except KeyboardInterrupt:
         print(f"bioscan: import interrupted; committed batches are kept in {args.project}: "
               f"run the same command again to resume", file=sys.stderr)
         return 130
+    for note in rep.notes:
+        print(f"bioscan: {note}", file=sys.stderr)
     print(f"imported into {args.project} (run {rep.run_id}): {rep.summary()}", file=sys.stderr)
     return 0
 

@@ -67,6 +67,7 @@ class SpecimenFilter:
     min_confidence: float | None = None  # machine confidence at the finest called rank, inclusive
     max_confidence: float | None = None  # exclusive, and uncalled specimens count as below it
     ids: Sequence[int] | None = None  # only these specimen ids (e.g. a selection on a cluster map)
+    conflict: bool | None = None  # True: specimens whose barcodes name different taxa (conflict_rank set)
 
     def where(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -100,6 +101,8 @@ class SpecimenFilter:
         if self.novel is not None:
             clauses.append("novel = ?" if self.novel else "(novel = ? OR novel IS NULL)")
             args.append(1 if self.novel else 0)
+        if self.conflict is not None:
+            clauses.append("conflict_rank != ''" if self.conflict else "conflict_rank = ''")
         if self.has_errors is not None:
             clauses.append("n_errors > 0" if self.has_errors else "n_errors = 0")
         if self.run_id is not None:

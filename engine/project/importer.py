@@ -2,7 +2,9 @@
 
 ``import_folders`` scans folders (engine.project.scan), then works in batches with bounded memory:
 metadata tables first, then barcode records (QC, embed, match, assign via DnaIdentifier),
-then photos (checked with load_photo; identified by an optional ``image_identifier``).
+then photos (checked by engine.io.images; identified by the image model when one fits the library).
+The CLI, the GUI and the packaged app all call ``import_folders`` with one ``ImportSettings``,
+so the same folder gives the same project whichever front end ran it.
 Each batch is one transaction in the project database (engine.project.writer), so the import can be
 interrupted at any point and resumed by running it again; unchanged files are skipped.
 A bad file or record never stops the run: it becomes an item with status "error".
@@ -21,7 +23,7 @@ from engine.progress import Cancelled, ProgressCallback, report
 from engine.project.database import Project, open_project
 from engine.project.writer import ItemResult, ProjectWriter
 from engine.records import REPORTED_MATCHES, Barcode, Call, Match, RecordError
-from engine.project.scan import ScannedFile, photo_key, scan_folders
+from engine.project.scan import NOT_AN_INPUT, ScannedFile, photo_key, scan_folders
 
 
 class PhotoMatcher(Protocol):
@@ -32,19 +34,26 @@ class PhotoMatcher(Protocol):
     ``model_sha256``; embeddings computed by ``encoder.embed`` are stored with the photo.
     """
 
-    def match(self, images: list, progress: ProgressCallback = None) -> list[tuple[Call, list[Match]]]: ...
+    def match(self, images: list, progress: ProgressCallback = None,
+              embeddings=None) -> list[tuple[Call, list[Match]]]: ...
 
 
 @dataclass
 class ImportSettings:
+    """Everything that decides what an import writes; stored with each import run."""
+
+    library: str = ""  # reference library; "" = the bundled default
+    dna_model: str = ""  # DNA model pack; "" = the one the library was built with (bundled)
+    image_model: str = ""  # image model pack; "" = the bundled one, when it fits the library
+    identify_photos: bool = True  # False: photos are checked and stored, not identified
+    min_confidence: float = 0.5  # below this a rank is left uncalled
+    use_sequences: bool = True  # re-rank by alignment identity when the library keeps sequences
+    device: str = "auto"  # auto | cpu | cuda (engine.models.runtime)
     batch_size: int = 256  # barcode records per transaction
     photo_batch_size: int = 32  # photos decoded at once (bounds memory with big TIFFs)
     metadata_batch_size: int = 5000  # metadata-table rows per transaction
     keep_matches: int = REPORTED_MATCHES  # reference matches stored per item
     max_sequence_length: int = 10_000  # longer "barcodes" are errors (COI-5P is ~658 bp)
-    min_confidence: float = 0.5
-    use_sequences: bool = True  # re-rank by alignment identity when the library keeps sequences
-    device: str = "auto"
 
 
 @dataclass
@@ -56,14 +65,21 @@ class ImportReport:
     files_unchanged: int = 0
     files_ignored: int = 0
     items: int = 0  # barcode records and photos processed by this run
+    files_duplicate: int = 0  # same content (sha256) as a file imported before from another path
+    files_moved: int = 0  # imported before from a path that no longer exists: the project follows it
+    retry: int = 0  # items left for the next run after a transient failure (memory, disk)
     message: str = ""
+    notes: list[str] = field(default_factory=list)  # what the user should know (photos not identified, ...)
 
     def summary(self) -> str:
         c = self.counts
         return (f"{sum(c.values())} specimens: {c.get('ok', 0)} ok, {c.get('novel', 0)} novel, "
                 f"{c.get('error', 0)} error, {c.get('pending', 0)} pending (photos awaiting an image model); "
                 f"{self.files_processed} files processed, {self.files_unchanged} unchanged, "
-                f"{self.files_ignored} ignored")
+                f"{self.files_ignored} ignored"
+                + (f", {self.files_duplicate} already imported from another path" if self.files_duplicate else "")
+                + (f", {self.files_moved} moved since the last import" if self.files_moved else "")
+                + (f"; {self.retry} items to retry (run the import again)" if self.retry else ""))
 
 
 @dataclass
@@ -85,28 +101,33 @@ class _FileFailure:
         self.message = message
 
 
-class _KeepEmbeddings:
-    """Wraps an identifier's encoder to keep the embeddings it computes, so the project stores
-    them without embedding every barcode or photo twice."""
-
-    def __init__(self, encoder):
-        self._encoder = encoder
-        self.last = None
-
-    def __getattr__(self, name: str):
-        return getattr(self._encoder, name)
-
-    def embed(self, sequences, *args, **kwargs):
-        self.last = self._encoder.embed(sequences, *args, **kwargs)
-        return self.last
-
-
 def _read_error(exc: BaseException) -> str:
+    """The reason a file or record failed, for its error row: ours verbatim, anyone else's named."""
     if isinstance(exc, FileNotFoundError):
         return "the file disappeared during the import (or is a broken link)"
     if isinstance(exc, OSError):
         return f"cannot read file: {exc.strerror or exc}"
-    return str(exc)
+    if isinstance(exc, BioscanError):
+        return str(exc)
+    return f"cannot read file: {type(exc).__name__}: {exc}"
+
+
+def _content_key(w: "_Work") -> tuple[str, str]:
+    """What makes two files the same input: their content, and for a photo its name too (the name
+    says which specimen it shows)."""
+    kind = w.scanned.kind
+    return w.sha256, kind + (":" + w.scanned.path.name if kind == "photo" else "")
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Failures of the machine, not of the input: the item is retried by the next run, not stored as its error."""
+    import errno
+
+    if isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EIO, errno.ENOMEM, errno.EDQUOT):
+        return True
+    return "Failed to allocate memory" in str(exc) or "bad_alloc" in str(exc)  # ONNX Runtime's wording
 
 
 def _file_sha256(path: Path) -> str:
@@ -129,7 +150,7 @@ def _estimate_records(path: Path) -> int:
                     fasta = first == b">"
                 n += chunk.count(b"\n>") if fasta else chunk.count(b"\n")
         return max(1, n + (1 if fasta else 0) - (0 if fasta else 1))
-    except (OSError, EOFError):
+    except Exception:  # noqa: BLE001 - a damaged gzip (zlib.error, EOFError): the reader reports it
         return 1
 
 
@@ -153,23 +174,23 @@ def _import_lock(project_path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def open_photo_identifier(library: str | Path | None = None, image_model: str | Path | None = None,
-                          device: str = "auto", enabled: bool = True) -> tuple[Any, str]:
+def open_photo_identifier(settings: ImportSettings) -> tuple[Any, str]:
     """(an engine.identify_image.ImageIdentifier or None, a note for the user).
 
-    An explicit ``image_model`` must open (errors raise); without one the bundled image pack is
-    used when there is one and it fits the library, else photos are stored unidentified.
+    An explicit ``settings.image_model`` must open (errors raise); without one the bundled image
+    pack is used when there is one and it fits the library, else photos are stored unidentified.
     """
-    if not enabled:
-        return None, ""
-    if image_model is not None:
-        from engine.identify_image import open_image_identifier
+    if not settings.identify_photos:
+        return None, "photos are checked and stored, not identified (photo identification is off)"
+    from engine.identify_image import open_image_identifier
 
-        return open_image_identifier(library, image_model, device=device), ""
+    library = settings.library or None
+    if settings.image_model:
+        return open_image_identifier(library, settings.image_model, device=settings.device,
+                                     min_confidence=settings.min_confidence), ""
     try:
-        from engine.identify_image import open_image_identifier
-
-        return open_image_identifier(library, None, device=device), ""
+        return open_image_identifier(library, None, device=settings.device,
+                                     min_confidence=settings.min_confidence), ""
     except (BioscanError, ImportError) as exc:
         return None, f"photos will be checked and stored but not identified ({exc})"
 
@@ -178,37 +199,35 @@ def open_photo_identifier(library: str | Path | None = None, image_model: str | 
 def import_folders(
     inputs: Sequence[str | Path],
     project: str | Path | Project,
-    library: str | Path | None = None,
-    model: str | Path | None = None,
-    identifier=None,
-    image_identifier: PhotoMatcher | None = None,
     settings: ImportSettings | None = None,
     progress: ProgressCallback = None,
+    *,
+    identifier=None,
+    image_identifier: PhotoMatcher | None = None,
 ) -> ImportReport:
     """Import folders (or files) into a project database, creating it if needed.
 
-    ``identifier`` (a DnaIdentifier) is opened from ``library``/``model`` (default: the bundled
-    ones) when barcodes need identifying and none is given. Raising engine.progress.Cancelled
-    from ``progress`` stops cleanly after the last committed batch; re-running resumes.
+    The DNA identifier and the image identifier are opened from ``settings`` when there is work
+    for them (``identifier`` / ``image_identifier`` stand in for them in tests and benchmarks).
+    Raising engine.progress.Cancelled from ``progress`` stops cleanly after the last committed
+    batch; re-running resumes.
     """
     settings = settings or ImportSettings()
     proj = project if isinstance(project, Project) else open_project(project, create=True)
     try:
         with _import_lock(proj.path):
-            return _Importer(proj, settings, library, model, identifier, image_identifier, progress).run(inputs)
+            return _Importer(proj, settings, identifier, image_identifier, progress).run(inputs)
     finally:
         if not isinstance(project, Project):
             proj.close()
 
 
 class _Importer:
-    def __init__(self, project: Project, settings: ImportSettings, library, model, identifier, image_identifier,
+    def __init__(self, project: Project, settings: ImportSettings, identifier, image_identifier,
                  progress: ProgressCallback):
         self.project = project
         self.writer = ProjectWriter(project)
         self.settings = settings
-        self.library_path = library
-        self.model_path = model
         self.identifier = identifier
         self.image_identifier = image_identifier
         self.progress = progress
@@ -217,6 +236,8 @@ class _Importer:
         self.run_id = 0
         self.items = 0
         self.phase = "importing"  # the progress message
+        self.retry = 0  # items left undone after a transient failure
+        self.undone_files: set[int] = set()  # their files: not marked done, so the next run resumes them
 
     # -- orchestration ---------------------------------------------------------------------
     def run(self, inputs: Sequence[str | Path]) -> ImportReport:
@@ -232,15 +253,22 @@ class _Importer:
         status, message = "failed", ""
         result = ImportReport(self.run_id, status, {}, files_ignored=len(scan.ignored))
         try:
-            work, unchanged = self._plan(scan.files)
+            work, unchanged = self._plan(scan.files, result)
             result.files_processed, result.files_unchanged = len(work), unchanged
+            result.notes.extend(f"{p}: {why}" for p, why in scan.ignored if why != NOT_AN_INPUT)
             barcode_work = [w for w in work if w.scanned.kind == "barcodes" and not w.error]
+            photo_work = [w for w in work if w.scanned.kind == "photo" and not w.error]
             if barcode_work and self.identifier is None:
                 from engine.identify import open_identifier
 
-                self.identifier = open_identifier(self.library_path, self.model_path, device=self.settings.device,
+                self.identifier = open_identifier(self.settings.library or None, self.settings.dna_model or None,
+                                                  device=self.settings.device,
                                                   min_confidence=self.settings.min_confidence,
                                                   use_sequences=self.settings.use_sequences)
+            if photo_work and self.image_identifier is None:
+                self.image_identifier, note = open_photo_identifier(self.settings)
+                if note:
+                    result.notes.append(note)
             self.writer.update_run(self.run_id, **self._provenance())
             self.total = sum(w.estimate for w in work)
             for w in work:
@@ -249,7 +277,7 @@ class _Importer:
             metadata_work = [w for w in work if w.scanned.kind == "metadata" and not w.error]
             self._import_metadata(metadata_work)
             self._import_barcodes(barcode_work)
-            self._import_photos([w for w in work if w.scanned.kind == "photo" and not w.error])
+            self._import_photos(photo_work)
             if metadata_work or barcode_work:  # new ids may adopt photos imported before
                 self.writer.attach_orphan_photos(self._resolve_orphan)
             status = "completed"
@@ -266,12 +294,16 @@ class _Importer:
             message = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            result.status, result.message, result.items = status, message, self.items
+            result.status, result.message, result.items, result.retry = status, message, self.items, self.retry
             with contextlib.suppress(Exception):  # e.g. a full disk: the batches already committed stand
                 result.counts = self.project.status_counts(self.run_id)
                 self.writer.finish_run(self.run_id, status, {**result.counts, "items": self.items,
                                                              "files_unchanged": result.files_unchanged,
-                                                             "files_ignored": result.files_ignored}, message)
+                                                             "files_ignored": result.files_ignored,
+                                                             "files_duplicate": result.files_duplicate,
+                                                             "files_moved": result.files_moved,
+                                                             "retry": self.retry}, message)
+                self.project.checkpoint()  # the import's work into the project file itself (copies see it)
         report(self.progress, self.total, self.total, "imported")
         return result
 
@@ -310,8 +342,9 @@ class _Importer:
         report(self.progress, self.done, self.total, self.phase)
 
     # -- planning: what changed since the last run ----------------------------------------------
-    def _plan(self, files: list[ScannedFile]) -> tuple[list[_Work], int]:
+    def _plan(self, files: list[ScannedFile], result: ImportReport) -> tuple[list[_Work], int]:
         work, unchanged = [], 0
+        planned: dict[tuple[str, str], str] = {}  # _content_key -> path, of files new in this run
         for sf in files:
             path = str(sf.path)
             w = _Work(sf, error=sf.error)
@@ -331,6 +364,9 @@ class _Importer:
                 w.sha256 = _file_sha256(sf.path)
             except OSError as exc:
                 w.error = w.error or _read_error(exc)
+            if old is None and w.sha256 and not w.error and st.st_size \
+                    and self._same_content_elsewhere(w, st, planned, result):
+                continue
             if old and old["sha256"] == w.sha256 and w.sha256 and old["kind"] == sf.kind:
                 if old["done"]:  # touched, same content
                     self.writer.touch_file(old["id"], st.st_size, st.st_mtime_ns)
@@ -346,8 +382,38 @@ class _Importer:
                                                       self.run_id)
             if sf.kind in ("barcodes", "metadata") and not w.error:
                 w.estimate = max(1, _estimate_records(sf.path) - len(w.skip_keys))
+            if w.sha256 and not w.error and st.st_size:
+                planned.setdefault(_content_key(w), path)
             work.append(w)
         return work, unchanged
+
+    def _same_content_elsewhere(self, w: _Work, st: os.stat_result, planned: dict[tuple[str, str], str],
+                                result: ImportReport) -> bool:
+        """A new path whose content was imported before (or earlier in this run) from another one:
+        a moved folder (the old path is gone: the project follows the file) or a copy (skipped).
+        Specimens are what a project counts; the same barcodes twice would double them. A photo's
+        name says which specimen it shows, so a photo counts as the same file only under the same name."""
+        path, kind = str(w.scanned.path), w.scanned.kind
+        same_name = kind == "photo"
+        key = _content_key(w)
+        first = planned.get(key)
+        if first is not None:
+            result.files_duplicate += 1
+            result.notes.append(f"{path}: same content as {first} (in this import): not imported twice")
+            return True
+        rows = [r for r in self.writer.files_with_content(w.sha256, kind)
+                if not same_name or Path(r["path"]).name == w.scanned.path.name]
+        for row in rows:
+            if not os.path.exists(row["path"]):
+                self.writer.move_file(row["id"], path, st.st_size, st.st_mtime_ns)
+                result.files_moved += 1
+                planned[key] = path
+                return True
+        if rows:
+            result.files_duplicate += 1
+            result.notes.append(f"{path}: same content as {rows[0]['path']}, imported before: not imported twice")
+            return True
+        return False
 
     # -- whole-file failures ---------------------------------------------------------------------
     def _write_file_failure(self, w: _Work, message: str, record_key: str = "") -> None:
@@ -462,7 +528,7 @@ class _Importer:
             items.append(item)
         if to_match:
             self._match_barcodes([items[i] for i in to_match])
-        self.writer.write_batch(self.run_id, items, finished, keep_matches=self.settings.keep_matches)
+        self._write(items, finished)
         self.items += len(items)
         self._tick(len(items), "identifying barcodes")
 
@@ -476,29 +542,45 @@ class _Importer:
                 it.status, it.error, it.call, it.matches, it.embedding = "error", f"QC: {error}", None, [], None
 
     def _match(self, identifier, items: list[ItemResult], queries: list, call_modality: str, failure: str) -> None:
-        """Run an identifier's ``match`` on a batch and fill the items' calls, matches and embeddings.
+        """Embed a batch once, match it, and fill the items' calls, matches and embeddings.
 
-        An exception other than cancellation turns the batch's items into error rows; the run goes on.
+        A failure of the input (a photo the model cannot take) is retried item by item, so it
+        becomes that item's error row alone; a failure of the machine (memory, disk) leaves the
+        items for the next run (status "retry"); cancellation propagates.
         """
-        if hasattr(identifier, "encoder") and not isinstance(identifier.encoder, _KeepEmbeddings):
-            identifier.encoder = _KeepEmbeddings(identifier.encoder)
-        keeper = getattr(identifier, "encoder", None)
-        if keeper is not None:
-            keeper.last = None
         try:
-            results = identifier.match(queries, progress=self._inner_progress)
+            encoder = getattr(identifier, "encoder", None)
+            embeddings = None if encoder is None else encoder.embed(queries, progress=self._inner_progress)
+            results = identifier.match(queries, progress=self._inner_progress, embeddings=embeddings)
         except (Cancelled, KeyboardInterrupt):
             raise
-        except Exception as exc:  # noqa: BLE001 - recorded on each item of the batch
+        except Exception as exc:  # noqa: BLE001 - recorded on the items, never the run's end
+            if _is_transient(exc):
+                for it in items:
+                    it.status, it.error = "retry", f"{failure}: {type(exc).__name__}: {exc}"
+                return
+            if len(items) > 1:
+                for it, query in zip(items, queries):
+                    self._match(identifier, [it], [query], call_modality, failure)
+                return
             for it in items:
                 it.status, it.error = "error", f"{failure}: {type(exc).__name__}: {exc}"
             return
-        embeddings = getattr(keeper, "last", None)
         for n, (it, (call, matches)) in enumerate(zip(items, results)):
             it.call, it.matches, it.call_modality = call, matches, call_modality
             it.status = "novel" if call.novel else "ok"
             if embeddings is not None and len(embeddings) == len(items):
-                it.embedding, it.model_sha256 = embeddings[n], getattr(keeper, "model_sha256", "")
+                it.embedding, it.model_sha256 = embeddings[n], getattr(encoder, "model_sha256", "")
+
+    def _write(self, items: list[ItemResult], finished: list[int]) -> None:
+        """Store a batch; items left for a retry are not written, nor are their files marked done."""
+        retry = [it for it in items if it.status == "retry"]
+        if retry:
+            self.retry += len(retry)
+            self.undone_files.update(it.file_id for it in retry)
+            items = [it for it in items if it.status != "retry"]
+        finished = [f for f in finished if f not in self.undone_files]
+        self.writer.write_batch(self.run_id, items, finished, keep_matches=self.settings.keep_matches)
 
     # -- photos ---------------------------------------------------------------------------------
     def _is_known(self, key: str) -> bool:
@@ -530,8 +612,7 @@ class _Importer:
             if images:
                 self._match_photos(images)
             del images
-            self.writer.write_batch(self.run_id, items, [w.file_id for w in chunk],
-                                    keep_matches=self.settings.keep_matches)
+            self._write(items, [w.file_id for w in chunk])
             self.items += len(items)
             self._tick(len(items), "checking photos")
 

@@ -15,6 +15,7 @@ from engine.io.images import PHOTO_SUFFIXES
 
 # Where a photo name may be cut to find the specimen id it starts with.
 _SEPARATORS = re.compile(r"[_\-\s.]")
+NOT_AN_INPUT = "not a photo, barcode file or table"  # the everyday reason (notes.docx): not worth a note
 
 
 @dataclass
@@ -60,6 +61,8 @@ def classify(path: Path) -> ScannedFile | None:
             return ScannedFile(path, "barcodes", error=str(exc))
         except OSError as exc:
             return ScannedFile(path, "barcodes", error=f"cannot read file: {exc.strerror or exc}")
+        except Exception as exc:  # noqa: BLE001 - a damaged file is that file's error row, not the scan's end
+            return ScannedFile(path, "barcodes", error=f"cannot read file: {type(exc).__name__}: {exc}")
         return ScannedFile(path, "metadata" if table.dialect == "metadata" else "barcodes")
     return None
 
@@ -74,9 +77,13 @@ def scan_folders(paths: Sequence[str | Path]) -> ScanResult:
         if p in seen:
             return
         seen.add(p)
+        why = _not_a_regular_file(p)
+        if why:
+            result.ignored.append((p, why))
+            return
         item = classify(p)
         if item is None:
-            result.ignored.append((p, "not a photo, barcode file or table"))
+            result.ignored.append((p, NOT_AN_INPUT))
         else:
             getattr(result, item.kind if item.kind != "photo" else "photos").append(item)
 
@@ -97,6 +104,22 @@ def scan_folders(paths: Sequence[str | Path]) -> ScanResult:
     for lst in (result.metadata, result.barcodes, result.photos):
         lst.sort(key=lambda f: str(f.path))
     return result
+
+
+def _not_a_regular_file(path: Path) -> str:
+    """Why a path is skipped without being opened ("" for a regular file): reading a FIFO, a
+    device or a socket would block forever or never end."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # a broken link or a vanished file: an error row says so (engine.project.importer)
+        return ""
+    if stat.S_ISREG(mode):
+        return ""
+    what = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    return f"skipped: {what}, not a file"
 
 
 def photo_key(stem: str, folder: str, is_known: Callable[[str], bool]) -> tuple[str, bool]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from engine.records import RANKS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 EMBEDDING_DTYPE = np.float16  # as in the reference library
 STATUSES = ("ok", "novel", "error", "pending")  # pending: photos only, no image model yet
 REVIEW_ACTIONS = ("accept", "override", "annotate")
@@ -22,7 +22,7 @@ SPECIMEN_LIST_COLUMNS = (
     "id", "specimen_key", "processid", "sampleid", "status", "modalities", "n_photos", "n_barcodes",
     "n_errors", "error", "call_modality", *CALL_RANKS, "confidence", "novel", "novel_rank", "top_match_id",
     *(f"{r}_confidence" for r in CALL_RANKS), "top_match_species", "top_similarity", "identity", "qc_flags",
-    "sequence_length", "review", "disagreement_rank",
+    "sequence_length", "review", "disagreement_rank", "conflict_rank",
     *(f"final_{r}" for r in CALL_RANKS), "updated_at",
 )
 
@@ -114,4 +114,13 @@ def _indexes_v2(db) -> None:
         db["specimens"].add_column("disagreement_rank", str, not_null_default="")
 
 
-MIGRATIONS = {1: _create_v1, 2: _indexes_v2}  # version -> function bringing the schema from version-1 to version
+def _conflicts_v3(db) -> None:
+    """Version 3: ``conflict_rank``, where two barcodes of one specimen (the same id in two files)
+    name different taxa (engine.project.summary), and an index to find a file's content imported
+    from another path (a moved or copied folder) by its sha256."""
+    if "conflict_rank" not in db["specimens"].columns_dict:
+        db["specimens"].add_column("conflict_rank", str, not_null_default="")
+    db["files"].create_index(["sha256"], if_not_exists=True)
+
+
+MIGRATIONS = {1: _create_v1, 2: _indexes_v2, 3: _conflicts_v3}  # version -> function bringing the schema from version-1 to version

@@ -71,6 +71,26 @@ def _fuse_with_photo(conn: sqlite3.Connection, sid: int, dna_item: int, values: 
     values["disagreement_rank"] = fused.disagreement_rank
 
 
+CONFLICT_RANKS = ("order", "family", "genus")  # barcodes of one specimen naming different species are common
+# (a BIN shared by sister species, a call left at genus); different genera or above mean a mix-up
+
+
+def _conflict_rank(conn: sqlite3.Connection, sid: int) -> str:
+    """The coarsest rank at which two barcodes of one specimen (the same id in two files, or two
+    records) name different taxa, each by its machine call or, where it has none, the taxonomy
+    its file gave; "" when they agree."""
+    names: dict[str, set[str]] = {r: set() for r in CONFLICT_RANKS}
+    for item_id, given in conn.execute("SELECT id, given FROM items WHERE specimen_id = ? AND modality = 'dna' "
+                                       "AND status IN ('ok', 'novel')", [sid]):
+        called = dict(conn.execute("SELECT rank, name FROM calls WHERE item_id = ?", [item_id]).fetchall())
+        stated = json.loads(given) if given else {}
+        for rank in CONFLICT_RANKS:
+            name = called.get(rank) or stated.get(rank) or ""
+            if name:
+                names[rank].add(name)
+    return next((r for r in CONFLICT_RANKS if len(names[r]) > 1), "")
+
+
 def refresh_specimens(conn: sqlite3.Connection, specimen_ids, run_id: int | None = None) -> None:
     """Recompute each specimen's summary from its items: status, counts, the chosen call, top match.
 
@@ -115,7 +135,7 @@ def refresh_specimens(conn: sqlite3.Connection, specimen_ids, run_id: int | None
             "call_item_id": None, "call_modality": "", "novel": None, "novel_rank": "", "confidence": None,
             **{r: "" for r in CALL_RANKS}, **{f"{r}_confidence": None for r in CALL_RANKS},
             "top_match_id": "", "top_match_species": "", "top_similarity": None, "identity": None,
-            "disagreement_rank": "",
+            "disagreement_rank": "", "conflict_rank": _conflict_rank(conn, sid) if n_barcodes > 1 else "",
         }
         if run_id is not None:
             values["run_id"] = run_id

@@ -96,6 +96,18 @@ class ProjectWriter:
                          "done = 0, status = 'pending', error = '' WHERE id = ?", [*vals, row[0]])
             return row[0]
 
+    def files_with_content(self, sha256: str, kind: str) -> list[dict[str, Any]]:
+        """Completed files of this content (sha256) and kind, at whatever path they were imported from."""
+        return self.project._all("SELECT * FROM files WHERE sha256 = ? AND kind = ? AND done = 1 ORDER BY id",
+                                 [sha256, kind])
+
+    def move_file(self, file_id: int, path: str, size: int, mtime_ns: int) -> None:
+        """A file imported before from a path that is gone, found again at ``path`` (a moved folder)."""
+        path = db_text(path)
+        with self.project.transaction() as conn:
+            conn.execute("UPDATE files SET path = ?, name = ?, size = ?, mtime_ns = ?, updated_at = ? WHERE id = ?",
+                         [path, Path(path).name, size, mtime_ns, now_iso(), file_id])
+
     def touch_file(self, file_id: int, size: int, mtime_ns: int) -> None:
         """A file whose content (sha256) is unchanged but whose mtime moved: remember the new stat."""
         with self.project.transaction() as conn:

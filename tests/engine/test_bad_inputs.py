@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +78,8 @@ def test_bad_inputs_become_specific_error_rows(corpus, tmp_path, tiny_library, t
         if message == "identifying barcodes" and (corpus / "vanishing.jpg").exists():
             (corpus / "vanishing.jpg").unlink()
 
-    rep = import_folders([corpus], tmp_path / "p.db", library=tiny_library, model=tiny_dna_pack,
-                         settings=SETTINGS, progress=delete_a_photo_mid_run)
+    settings = dataclasses.replace(SETTINGS, library=str(tiny_library), dna_model=str(tiny_dna_pack))
+    rep = import_folders([corpus], tmp_path / "p.db", settings, progress=delete_a_photo_mid_run)
     assert rep.status == "completed"
     with open_project(tmp_path / "p.db", readonly=True) as p:
         errors = {Path(e["path"]).name + (f"#{e['record_key']}" if e["record_key"] else ""): e["error"]
@@ -95,7 +96,7 @@ def test_bad_inputs_become_specific_error_rows(corpus, tmp_path, tiny_library, t
             "not coi.fasta#noise1": "QC: no reading frame",
             "huge line.fasta#huge1": "sequence too long: 50,000,000 characters",
             f"dupes.fasta#{make_key(corpus)}#2": "duplicate FASTA id",
-            "rows.tsv#rows:line5": "malformed row: line 5: expected 7 fields, found 3",
+            "rows.tsv#rows:line5": "line 5: malformed row: expected 7 fields, found 3",
             "nonsense.csv": "no recognised columns",
             "gone.fasta": "disappeared during the import (or is a broken link)",
             "vanishing.jpg": "cannot read file",
@@ -134,16 +135,16 @@ def test_full_disk_stops_cleanly_and_resumes(tmp_path, tiny_library, tiny_dna_pa
     pages = p.conn.execute("PRAGMA page_count").fetchone()[0]
     p.conn.execute(f"PRAGMA max_page_count = {pages + 60}")  # the "disk" fills after a few batches
     with pytest.raises(ProjectError, match="disk is full.*run the import again to resume"):
-        import_folders([src], p, library=tiny_library, model=tiny_dna_pack,
-                       settings=ImportSettings(batch_size=50, device="cpu"))
+        import_folders([src], p, ImportSettings(library=str(tiny_library), dna_model=str(tiny_dna_pack),
+                                                batch_size=50, device="cpu"))
     p.close()
     with open_project(project, readonly=True) as p:
         assert p.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stored = p.conn.execute("SELECT count(*) FROM items").fetchone()[0]
         assert 0 < stored < len(recs) and stored % 50 == 0  # whole batches only
         assert p.conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 5 * stored
-    rep = import_folders([src], project, library=tiny_library, model=tiny_dna_pack,
-                         settings=ImportSettings(batch_size=50, device="cpu"))
+    rep = import_folders([src], project, ImportSettings(library=str(tiny_library), dna_model=str(tiny_dna_pack),
+                                                        batch_size=50, device="cpu"))
     assert rep.status == "completed" and rep.items == len(recs) - stored
     with open_project(project, readonly=True) as p:
         assert p.count_specimens() == len(recs)

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,8 @@ def bulk(tmp_path, synthetic_split):
 
 def run_import(root, project, tiny_library, tiny_dna_pack, **kw):
     settings = kw.pop("settings", ImportSettings(batch_size=7, device="cpu"))
-    return import_folders([root], project, library=tiny_library, model=tiny_dna_pack, settings=settings, **kw)
+    settings = dataclasses.replace(settings, library=str(tiny_library), dna_model=str(tiny_dna_pack))
+    return import_folders([root], project, settings, **kw)
 
 
 def test_import_pairs_and_identifies(bulk, tmp_path, tiny_library, tiny_dna_pack):
@@ -186,8 +188,7 @@ def test_image_identifier_hook_is_used_for_photo_only_specimens(tmp_path, synthe
             self.seen = []
             self.encoder = Encoder()
 
-        def match(self, images, progress=None):
-            self.encoder.embed(images)
+        def match(self, images, progress=None, embeddings=None):
             self.seen.extend(im.size for im in images)
             tax = Taxonomy("Hymenoptera", "Apidae", "", "Bombus", "Bombus sp", "")
             call = Call({r: RankCall(r, tax.get(r) if r in ("order", "family") else "", 0.8)
@@ -223,7 +224,7 @@ def test_barcode_and_photo_of_a_specimen_get_one_fused_call(tmp_path, synthetic_
     class PhotoSaysFamilyOfFirst:  # every photo is called the family of the first specimen, at 0.8
         encoder = Encoder()
 
-        def match(self, images, progress=None):
+        def match(self, images, progress=None, embeddings=None):
             tax = agree.taxonomy
             call = Call({r: RankCall(r, tax.get(r) if r in ("order", "family") else "", 0.8)
                          for r in ("order", "family", "genus", "species", "bin_uri")})
