@@ -26,6 +26,13 @@ queries with leave-one-out ("present": the record itself removed) and leave-taxo
   queries (half with their species present, half absent). A rank is called only when this
   confidence reaches ``min_confidence`` and the rank above it was called.
 
+A library of fewer than ``MIN_CALIBRATION_SPECIES`` species cannot simulate a missing species:
+leaving the only species out leaves nothing to match, and with two, the one left has no
+other species to measure the gap to. Calibration then says so (``n_species``) and novelty
+falls back to ``SMALL_LIBRARY_RULE``: a rank is called only when the top match is at least
+that close, and the query is novel from the coarsest rank it fails (without the fallback
+nothing was ever novel: a Hemiptera barcode came back as the one spider species, confidently).
+
 The score is the alignment identity when the library keeps sequences (re-ranking the
 embedding candidates, widened by a shared-k-mer search where none is close (engine.kmer_index),
 like BOLD's identity %), else the embedding cosine similarity;
@@ -51,6 +58,15 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 MAX_FALSE_NOVEL = 0.015
 PROTOTYPE_TEMPERATURE = 0.02  # cosine; how sharply the prototype nearest the query wins its genus call
 TEMPERATURES = {"identity": (0.001, 0.002, 0.005, 0.01, 0.02), "similarity": (0.002, 0.005, 0.01, 0.02, 0.05)}
+MIN_CALIBRATION_SPECIES = 3  # see the module doc: the fewest with which a species left out has two to choose from
+# The top score a query needs for each rank to be called in a library too small to calibrate: the 95th
+# percentile (rounded up) of a barcode's best score against records of another taxon at that rank, measured
+# on real barcodes (identity) and with the bundled DNA model (similarity): benchmarks/small_library_rule.py,
+# docs/benchmarks.md. (The similarity rule fits the bundled model; with sequences, identity is used instead.)
+SMALL_LIBRARY_RULE = {
+    "identity": {"order": 0.87, "family": 0.92, "genus": 0.94, "species": 0.97},
+    "similarity": {"order": 0.45, "family": 0.51, "genus": 0.63, "species": 0.87},
+}
 
 
 @dataclass
@@ -187,7 +203,12 @@ class Assigner:
         if len(c.scores) == 0:
             return Call({r: RankCall(r, "", 0.0) for r in RANKS}, novel=True, novel_rank="order")
         top = float(c.scores[0])
-        if "novelty" in cal:
+        too_far: set[str] = set()  # ranks the small-library rule leaves uncalled
+        if too_small_to_calibrate(self.calibration):
+            rule = SMALL_LIBRARY_RULE[c.score_kind]
+            too_far = {r for r in LINEAGE if top < rule[r]}
+            novel = bool(too_far)
+        elif "novelty" in cal:
             novel = presence_score(c, cal["novelty"]["weights"]) < cal["novelty"]["threshold"]
         else:
             novel = top < cal["threshold"]["species"]
@@ -200,7 +221,7 @@ class Assigner:
             # a BIN may be called when the species is not (species sharing a BIN), never without its genus
             parent = "genus" if rank == "bin_uri" else (LINEAGE[LINEAGE.index(rank) - 1] if rank != "order" else "")
             ok = bool(name) and conf >= self.min_confidence and (not parent or bool(ranks[parent].name))
-            if rank == "species" and novel:
+            if (rank == "species" and novel) or rank in too_far:
                 ok = False
             if rank == "bin_uri" and top < cal["threshold"]["bin_uri"]:
                 ok = False
@@ -209,6 +230,22 @@ class Assigner:
         if novel:  # where the novelty starts: the coarsest rank left uncalled
             novel_rank = next(r for r in LINEAGE if not ranks[r].name)
         return Call(ranks, novel=novel, novel_rank=novel_rank)
+
+
+def too_small_to_calibrate(calibration: dict | None) -> bool:
+    """True for a calibration made on fewer than MIN_CALIBRATION_SPECIES species (SMALL_LIBRARY_RULE applies)."""
+    n = (calibration or {}).get("n_species")
+    return n is not None and n < MIN_CALIBRATION_SPECIES
+
+
+def small_library_warning(calibration: dict | None, library_name: str) -> str | None:
+    """The warning to show with a library too small to calibrate, else None."""
+    if not too_small_to_calibrate(calibration):
+        return None
+    n = calibration["n_species"]
+    return (f"{library_name} holds {n} species, too few to calibrate (at least {MIN_CALIBRATION_SPECIES} are needed "
+            "to simulate a missing species): novelty uses a fixed rule, a rank is called only when the top match "
+            "is close at that rank; add references of more species for calibrated calls")
 
 
 # --------------------------------------------------------------------------- calibration
@@ -351,12 +388,14 @@ def calibrate(
     n = len(taxonomy)
     k = max(1, min(k, n - 2))
     rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, size=min(n_samples, n), replace=False))
+    # a record alone has no other to be simulated against (a one-record library: the fallback rule alone)
+    sample = np.sort(rng.choice(n, size=min(n_samples, n), replace=False)) if n >= 2 else np.zeros(0, np.int64)
     sims = simulate_queries(matrix, taxonomy, sequences, sample, k, progress, GenusPrototypes(matrix, taxonomy),
                             kmer_index)
     species_n = np.bincount(_codes(taxonomy, "species"))[_codes(taxonomy, "species")]
     bin_n = np.bincount(_codes(taxonomy, "bin_uri"))[_codes(taxonomy, "bin_uri")]
-    out: dict = {"n_samples": int(len(sample)), "k": k, "n_references": n, "max_false_novel": max_false_novel}
+    out: dict = {"n_samples": int(len(sample)), "k": k, "n_references": n, "max_false_novel": max_false_novel,
+                 "n_species": len({t.species for t in taxonomy if t.species})}
     for kind, scen in sims.items():
         cal: dict = {"threshold": {}, "rates": {}}
         for rank, others in (("species", species_n), ("bin_uri", bin_n)):
@@ -372,7 +411,7 @@ def calibrate(
                                           [c for _, c in scen["species"]], max_false_novel)
         # temperature: most accurate genus votes for queries of species absent from the library
         absent_q = scen["species"]
-        acc = {T: np.mean([vote(c, T)["genus"][0] == taxonomy[i].genus for i, c in absent_q])
+        acc = {T: np.mean([vote(c, T)["genus"][0] == taxonomy[i].genus for i, c in absent_q]) if absent_q else 0.0
                for T in TEMPERATURES[kind]}
         cal["temperature"] = max(acc, key=acc.__getitem__)
         cal["genus_accuracy_species_absent"] = {str(T): round(float(a), 4) for T, a in acc.items()}
@@ -380,7 +419,7 @@ def calibrate(
         for i, c in scen["self"] + scen["species"]:
             v = vote(c, cal["temperature"])
             rows.append([(float(c.scores[0]), v[r][1], float(v[r][0] == taxonomy[i].get(r))) for r in RANKS])
-        v = np.array(rows)  # (queries, ranks, 3)
+        v = np.array(rows).reshape(len(rows), len(RANKS), 3)  # (queries, ranks, 3)
         cal["logistic"] = {rank: _fit_logistic(v[:, r, :2], v[:, r, 2].astype(int)) for r, rank in enumerate(RANKS)}
         out[kind] = cal
     return out

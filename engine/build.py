@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from engine.assign import calibrate
+from engine.assign import LINEAGE, calibrate
 from engine.atomic import atomic_output, check_output_folder
 from engine.errors import LibraryError
-from engine.io import read_barcodes
+from engine.io import ReadStats, read_barcodes
 from engine.library import ReferenceLibrary, ReferenceRecord
 from engine.models.dna_encoder import DnaEncoder
 from engine.progress import ProgressCallback
@@ -30,6 +30,7 @@ BATCH = 4096
 class BuildReport:
     added: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (record id, reason)
+    read: list[tuple[str, ReadStats]] = field(default_factory=list)  # (file, what reading it gave)
 
 
 def add_barcodes(
@@ -39,7 +40,11 @@ def add_barcodes(
     store_sequences: bool = True,
     progress: ProgressCallback = None,
 ) -> BuildReport:
-    """QC, embed and add labelled barcodes; records without a species or failing QC are skipped."""
+    """QC, embed and add labelled barcodes; records named at no rank or failing QC are skipped.
+
+    A record identified only to order, family or genus (a BOLD data package has many) is a
+    reference at the ranks it has: its empty ranks take no part in the votes (engine.assign).
+    """
     report = BuildReport()
     batch: list[tuple[Barcode, str]] = []
 
@@ -60,8 +65,8 @@ def add_barcodes(
         if isinstance(rec, RecordError):
             report.skipped.append((rec.specimen_id, rec.message))
             continue
-        if rec.taxonomy is None or not rec.taxonomy.species:
-            report.skipped.append((rec.specimen_id, "no species name"))
+        if rec.taxonomy is None or not any(rec.taxonomy.get(r) for r in LINEAGE):
+            report.skipped.append((rec.specimen_id, "no order, family, genus or species name"))
             continue
         qc = check_barcode(rec.sequence)
         if not qc.ok:
@@ -145,7 +150,9 @@ def build_library(
     total = BuildReport()
     with library_output(out, add=add, name=name) as library:
         for f in barcode_files:
-            rep = add_barcodes(library, read_barcodes(f), encoder, store_sequences, progress)
+            stats = ReadStats()
+            rep = add_barcodes(library, read_barcodes(f, stats), encoder, store_sequences, progress)
+            total.read.append((str(f), stats))
             total.added += rep.added
             total.skipped.extend(rep.skipped)
         calibrate_library(library, progress)

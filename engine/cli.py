@@ -30,7 +30,7 @@ def _progress(args) -> object:
 def _read_barcode_inputs(inputs: list[str], allow_none: bool = False) -> list:
     """Barcode records of the files and folders named; a file that cannot be read becomes an error record."""
     from engine.identify import collect_inputs
-    from engine.io import read_barcodes
+    from engine.io import ReadStats, read_barcodes
     from engine.records import RecordError
 
     files = collect_inputs(inputs)
@@ -39,7 +39,9 @@ def _read_barcode_inputs(inputs: list[str], allow_none: bool = False) -> list:
     records = []
     for f in files:
         try:
-            records.extend(read_barcodes(f))
+            stats = ReadStats()
+            records.extend(read_barcodes(f, stats))
+            print(f"{f.name}: {stats.summary()}", file=sys.stderr)
         except BioscanError as exc:
             records.append(RecordError(f.name, str(f), str(exc)))
         except OSError as exc:

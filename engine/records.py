@@ -36,6 +36,10 @@ class Barcode:
     taxonomy: Taxonomy | None = None  # known labels, e.g. from a reference table
     sampleid: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    # collection metadata as read (engine.io.tables.METADATA_COLUMNS): country, province, coord
+    # ("lat,lon"), collection_date, collectors, identified_by, sampleid, museumid,
+    # identification_rank, marker, accession; a key is absent when the file gives no value
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
