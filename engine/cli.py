@@ -19,6 +19,14 @@ def _check_out(path: str) -> None:
     check_output_folder(path)
 
 
+def _warn_if_too_small(library) -> None:
+    from engine.assign import small_library_warning
+
+    warning = small_library_warning(library.calibration, library.path.name)
+    if warning:
+        print(f"bioscan: warning: {warning}", file=sys.stderr)
+
+
 def _progress(args) -> object:
     if getattr(args, "quiet", False):
         return None
@@ -66,6 +74,7 @@ def cmd_identify(args) -> int:
     if records:
         ident = open_identifier(args.library, args.model, device=args.device,
                                 min_confidence=args.min_confidence, use_sequences=not args.no_alignment)
+        _warn_if_too_small(ident.library)
         results = ident.identify(records, progress=_progress(args))
     if photos:
         from engine.identify_image import fuse_identifications, open_image_identifier
@@ -268,6 +277,7 @@ def cmd_library_build(args) -> int:
         print(f"  skipped {rid}: {why}", file=sys.stderr)
     if len(rep.skipped) > 10:
         print(f"  ... and {len(rep.skipped) - 10} more", file=sys.stderr)
+    _warn_if_too_small(lib)
     return 0
 
 
@@ -278,6 +288,7 @@ def cmd_library_info(args) -> int:
     from engine.resources import default_library_path
 
     lib = ReferenceLibrary.open(args.library or default_library_path())
+    _warn_if_too_small(lib)
     info = lib.summary()
     for key, value in info.items():  # the model records and the calibration are stored as JSON text
         if isinstance(value, str) and value.startswith("{"):
