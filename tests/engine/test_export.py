@@ -7,6 +7,8 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from engine.cli import main
@@ -89,7 +91,8 @@ def test_dwc_archive_is_structurally_valid(imported, tmp_path):
     r0 = by_cat[known[0].specimen_id]
     assert (r0["scientificName"], r0["taxonRank"], r0["kingdom"]) == (known[0].taxonomy.species, "species", "Animalia")
     assert r0["identifiedBy"].startswith("BIOSCAN Desktop ") and r0["dateIdentified"][:2] == "20"
-    assert r0["associatedSequences"] == f"known.tsv#{known[0].specimen_id}" and r0["associatedMedia"].endswith(".jpg")
+    assert r0["associatedSequences"] == f"known.tsv#{known[0].specimen_id}"
+    assert r0["associatedMedia"] == f"in/{known[0].specimen_id}.jpg"  # relative to the project's folder
     rn = by_cat[novel[1].specimen_id]
     assert (rn["taxonRank"], rn["scientificName"], rn["identificationQualifier"]) == (
         "genus", novel[1].taxonomy.genus, "aff.")
@@ -132,3 +135,98 @@ def test_report_refuses_unknown_format(imported, tmp_path, capsys):
     project, _, _ = imported
     assert main(["report", "--project", str(project), "--out", str(tmp_path / "r.docx")]) == 1
     assert "a report is .pdf, .png or .html" in capsys.readouterr().err
+
+
+def test_associated_media_is_never_an_absolute_path(tmp_path):
+    from engine.export.dwc import media_path
+
+    project_folder = tmp_path / "survey"
+    assert media_path(str(project_folder / "plates" / "a.jpg"), project_folder) == "plates/a.jpg"
+    assert media_path(str(tmp_path / "elsewhere" / "b.jpg"), project_folder) == "b.jpg"
+    assert media_path(str(project_folder / ".." / "c.jpg"), project_folder) == "c.jpg"
+    assert media_path("/home/ana/private/d.jpg", None) == "d.jpg"
+
+
+# ------------------------------------------------------------------ valid XML whatever the names
+def _usable_file_name(name: str) -> bool:
+    return "/" not in name and "\0" not in name and name not in (".", "..") and len(name.encode("utf-8")) < 150
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(project_name=st.text(min_size=1, max_size=30).filter(_usable_file_name),
+       species=st.text(min_size=1, max_size=40), user=st.text(min_size=1, max_size=20).filter(str.strip),
+       note=st.text(max_size=40))
+def test_dwc_archive_is_valid_xml_and_rows_round_trip_whatever_the_names(imported, project_name, species, user,
+                                                                         note):
+    import shutil
+    import tempfile
+
+    from engine.export.dwc import _clean, write_dwca, xml_text
+    from engine.export.project_csv import write_project_csv
+
+    project, known, novel = imported
+    with tempfile.TemporaryDirectory() as d:
+        copy = Path(d) / f"{project_name}.db"
+        try:
+            shutil.copy(project, copy)
+        except OSError:
+            return  # a name this file system refuses
+        with open_project(copy) as p:
+            p.annotate(p.specimen_id(known[2].specimen_id), "override", user=user, note=note,
+                       taxonomy={"species": species})
+            n = write_dwca(p, Path(d) / "a.zip")
+            write_project_csv(p, Path(d) / "a.csv")
+        with zipfile.ZipFile(Path(d) / "a.zip") as zf:
+            ET.fromstring(zf.read("meta.xml"))
+            eml = ET.fromstring(zf.read("eml.xml"))
+            lines = zf.read("occurrence.txt").decode("utf-8").split("\n")
+        with open(Path(d) / "a.csv", newline="", encoding="utf-8") as fh:
+            csv_rows = {r["specimen_id"]: r for r in csv.DictReader(fh)}
+    assert eml.find("dataset/title").text == xml_text(f"BIOSCAN Desktop project {project_name}")
+    assert lines[0].split("\t") == DWC_COLUMNS and lines[-1] == ""
+    rows = [dict(zip(DWC_COLUMNS, line.split("\t"))) for line in lines[1:-1]]
+    assert len(rows) == n == len(known) + len(novel) and all(len(r) == len(DWC_COLUMNS) for r in rows)
+    over = next(r for r in rows if r["catalogNumber"] == known[2].specimen_id)
+    assert over["scientificName"] == _clean(species) and over["identifiedBy"] == _clean(user)
+    if species == " ".join(species.split()) and species.isprintable():
+        assert over["scientificName"] == species  # printable names pass unchanged
+    reviewed = csv_rows[known[2].specimen_id]["reviewed_species"]
+    assert reviewed == (("'" + species) if species.startswith(("=", "+", "-", "@", "\t", "\r")) else species)
+
+
+# ------------------------------------------------------------------ a full disk
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KB tmpfs (needs root); skipped where it cannot be mounted."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.decode().strip()}); the kill tests cover partial files")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("argv,name", [(["export", "--format", "csv"], "out.csv"),
+                                       (["export", "--format", "dwc"], "out.zip"),
+                                       (["report"], "report.png")])
+def test_a_full_disk_is_one_line_and_leaves_the_old_output(imported, small_disk, capsys, argv, name):
+    import shutil
+
+    project = imported[0]
+    out = small_disk / name
+    out.write_bytes(b"the old output\n")
+    filler = small_disk / "filler"
+    filler.write_bytes(b"x" * (shutil.disk_usage(small_disk).free - 2048))
+    assert main(argv + ["--project", str(project), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"bioscan: error: no space left on the disk for {out}"), err
+    assert err[0].endswith("the old file is unchanged")
+    assert out.read_bytes() == b"the old output\n"
+    assert sorted(p.name for p in small_disk.iterdir()) == sorted([name, "filler"])  # no temp file left
+    filler.unlink()
+    assert main(argv + ["--project", str(project), "--out", str(out)]) == 0  # space again: it works
+    assert out.stat().st_size > 100 and sorted(p.name for p in small_disk.iterdir()) == [name]
