@@ -3,14 +3,14 @@
 The public API, used by the ``bioscan`` CLI and the desktop GUI. Heavy dependencies
 (ONNX Runtime, scikit-learn, torch for training) are imported only when used.
 """
-from engine.app_cache import use_for_matplotlib
 from engine.errors import BioscanError, InputFormatError, LibraryError, ModelPackError
+from engine.offline import keep_offline
 from engine.progress import Cancelled, ProgressCallback
 from engine.records import RANKS, Barcode, BarcodeQC, Call, Match, RankCall, RecordError, Taxonomy
 
 __version__ = "0.1.0"
 
-use_for_matplotlib()  # before anything imports matplotlib: its font cache goes in the app's cache folder
+keep_offline()  # before anything can load ONNX Runtime or matplotlib: no telemetry, caches in the app's folder
 
 __all__ = [
     "__version__", "RANKS", "Barcode", "BarcodeQC", "Call", "Match", "RankCall", "RecordError", "Taxonomy",

@@ -136,7 +136,7 @@ class Workstation:
             for k, v in folders.items():
                 m.setenv(k, str(v))
             from bioscan_desktop.settings import default_projects_dir
-            from engine.app_cache import app_cache_dir
+            from engine.offline import app_cache_dir
 
             self.cache = app_cache_dir()
             self.projects = default_projects_dir()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 from pathlib import Path
 
@@ -10,14 +9,8 @@ from engine.errors import ModelPackError
 
 DEVICES = ("auto", "cpu", "cuda")
 
-# The PyPI builds of ONNX Runtime since 1.29 start Microsoft's 1DS telemetry when the library
-# loads: DNS look-ups of its collector every ~10 s and a device id and event queue under
-# ~/.cache/Microsoft. disable_telemetry_events() does not stop it; this variable does, but only
-# when it is in the environment before the first `import onnxruntime`. It is set when this module
-# is imported, and every import of onnxruntime in the project comes after one of this module
-# (engine/train/export.py imports it first). Set unconditionally: the tool makes no network
-# request whatever the user's environment says. tests/test_offline.py checks it under strace.
-os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+# ONNX Runtime's telemetry is switched off by engine.offline (ORT_DISABLE_TELEMETRY), which the
+# engine package runs on import, so before any import of onnxruntime below.
 
 
 def available_providers() -> list[str]:

@@ -6,8 +6,6 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-import engine.models.runtime  # noqa: F401 - switches ONNX Runtime's telemetry off before it loads
-
 
 def export_onnx(model, example: "object", path: str | Path, input_name: str, output_name: str,
                 dynamic_axes: Mapping[int, str]) -> Path:
