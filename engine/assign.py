@@ -308,9 +308,12 @@ def _fit_novelty(present: Sequence[Candidates], absent: Sequence[Candidates], ma
 
 
 def _codes(taxonomy: Sequence[Taxonomy], rank: str) -> np.ndarray:
+    """A code per name at ``rank``; a record not named there (a BOLD reference identified only to
+    family has no genus or species) gets a code of its own, so unnamed records never make a group."""
     names = [t.get(rank) for t in taxonomy]
-    index = {name: i for i, name in enumerate(sorted(set(names)))}
-    return np.array([index[x] for x in names], dtype=np.int64)
+    index = {name: i for i, name in enumerate(sorted({x for x in names if x}))}
+    unnamed = iter(range(len(index), len(index) + len(names)))
+    return np.array([index[x] if x else next(unnamed) for x in names], dtype=np.int64)
 
 
 def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None, prototypes=None, kmer_index=None):
@@ -401,25 +404,29 @@ def calibrate(
         for rank, others in (("species", species_n), ("bin_uri", bin_n)):
             # only records whose species (BIN) keeps other members can be a "present" case
             present = np.array([c.scores[0] for i, c in scen["self"] if others[i] >= 2])
-            absent = np.array([c.scores[0] for _, c in scen[rank]])
+            # a record not named at the rank cannot stand for a missing species (BIN) of its own
+            absent = np.array([c.scores[0] for i, c in scen[rank] if taxonomy[i].get(rank)])
             t, fn, mn = best_threshold(present, absent, max_false_novel if rank == "species" else 1.0)
             cal["threshold"][rank] = t
             cal["rates"][rank] = {"false_novel": fn, "missed_novel": mn,
                                   "n_present": int(len(present)), "n_absent": int(len(absent))}
         if kind == "similarity":  # identity: the top score alone (see the module doc)
             cal["novelty"] = _fit_novelty([c for i, c in scen["self"] if species_n[i] >= 2],
-                                          [c for _, c in scen["species"]], max_false_novel)
+                                          [c for i, c in scen["species"] if taxonomy[i].species], max_false_novel)
         # temperature: most accurate genus votes for queries of species absent from the library
-        absent_q = scen["species"]
+        absent_q = [(i, c) for i, c in scen["species"] if taxonomy[i].genus]
         acc = {T: np.mean([vote(c, T)["genus"][0] == taxonomy[i].genus for i, c in absent_q]) if absent_q else 0.0
                for T in TEMPERATURES[kind]}
         cal["temperature"] = max(acc, key=acc.__getitem__)
         cal["genus_accuracy_species_absent"] = {str(T): round(float(a), 4) for T, a in acc.items()}
-        rows = []
+        rows, named = [], []
         for i, c in scen["self"] + scen["species"]:
             v = vote(c, cal["temperature"])
             rows.append([(float(c.scores[0]), v[r][1], float(v[r][0] == taxonomy[i].get(r))) for r in RANKS])
+            named.append([bool(taxonomy[i].get(r)) for r in RANKS])
         v = np.array(rows).reshape(len(rows), len(RANKS), 3)  # (queries, ranks, 3)
-        cal["logistic"] = {rank: _fit_logistic(v[:, r, :2], v[:, r, 2].astype(int)) for r, rank in enumerate(RANKS)}
+        named = np.array(named, dtype=bool).reshape(len(rows), len(RANKS))  # a call is judged where the truth is named
+        cal["logistic"] = {rank: _fit_logistic(v[named[:, r], r, :2], v[named[:, r], r, 2].astype(int))
+                           for r, rank in enumerate(RANKS)}
         out[kind] = cal
     return out

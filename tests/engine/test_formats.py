@@ -604,3 +604,29 @@ def test_real_package_as_bold_fasta(real_data, tmp_path):
             assert b.taxonomy.genus == t.genus and not b.taxonomy.species
         elif t and t.family and not t.subfamily:
             assert b.taxonomy.family == t.family and not b.taxonomy.genus
+
+
+# ------------------------------------------------------- a library from a BOLD data package
+def test_calibration_does_not_group_records_unnamed_at_a_rank():
+    """A BOLD package's references are named to different ranks; those without a species must
+    not act as one big species (nor those without a BIN as one BIN) when thresholds are fitted."""
+    import numpy as np
+
+    from engine.assign import calibrate
+    from engine.records import Taxonomy
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(8, 16))
+    taxonomy, rows = [], []
+    for s in range(3):  # 3 named species, 4 records each
+        for _ in range(4):
+            taxonomy.append(Taxonomy("Diptera", "Sciaridae", "", "Bradysia", f"Bradysia sp{s}", f"BOLD:AAA000{s}"))
+            rows.append(centres[s] + rng.normal(scale=0.1, size=16))
+    for r in range(20):  # identified to family only, no BIN
+        taxonomy.append(Taxonomy("Diptera", "Cecidomyiidae"))
+        rows.append(centres[3 + r % 5] + rng.normal(scale=0.1, size=16))
+    matrix = np.array(rows, dtype=np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    rates = calibrate(matrix, taxonomy)["similarity"]["rates"]
+    assert rates["species"]["n_present"] == rates["species"]["n_absent"] == 12
+    assert rates["bin_uri"]["n_present"] == rates["bin_uri"]["n_absent"] == 12
