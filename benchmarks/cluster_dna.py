@@ -7,7 +7,12 @@ the species labels. In the same run `vsearch --cluster_fast --id 0.97` clusters 
 sequences, the usual OTU baseline. Optionally clusters real photos (ants vs bees) with an
 image model pack, when resources/models has one.
 
-    .venv/bin/python benchmarks/cluster_dna.py [--sweep] [--section]
+    .venv/bin/python benchmarks/cluster_dna.py [--sweep] [--project] [--project-timing P.db] [--section]
+
+--project also imports those records into a project and clusters it as the cluster map does
+(engine.cluster.project.map_project_species), timing the reopen from its cache;
+--project-timing times clustering and reopening an existing project (e.g. one made with
+`bioscan import` of 13,715 rows of barcodes.tsv) and scores it against its rows' species.
 
 Prints a Markdown report; with --section writes it into the `## Clustering` section of
 docs/benchmarks.md.
@@ -15,6 +20,7 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -146,6 +152,71 @@ def image_part(data: Path, pack_path: str = "") -> str:
     return "\n".join(lines)
 
 
+def project_part(recs: list[Barcode], truth: list[str], work: Path) -> tuple[dict, str]:
+    """The cluster map's putative species (map_project_species) of the same records imported into a project."""
+    from engine.cluster.project import map_project_species
+    from engine.project import ImportSettings, import_folders
+
+    folder = work / "held-out"
+    folder.mkdir()
+    write_fasta(folder / "held-out.fasta", recs)
+    db = work / "held-out.bioscan.db"
+    t = time.perf_counter()
+    import_folders([folder], db, ImportSettings(device="cpu"))
+    t_import = time.perf_counter() - t
+    t = time.perf_counter()
+    species_map = map_project_species(db)
+    seconds = time.perf_counter() - t
+    t = time.perf_counter()
+    assert map_project_species(db).cached
+    t_reopen = time.perf_counter() - t
+    species = dict(zip((r.specimen_id for r in recs), truth))
+    keys = species_map.specimen_keys
+    assert set(keys) == set(species), "the project's specimens are not the records imported"
+    res = species_map.result
+    row = {"precision": "import's", "method": "project: map_project_species", "umap": "none (2-D map only)",
+           "chosen": f"{res.params['threshold']:.1%} ({res.params['chosen_by']})", "clusters": res.n_clusters,
+           "noise": 0, "silhouette": res.silhouette, "ami": ami([species[k] for k in keys], res.labels),
+           "seconds": seconds}
+    note = (f"Project row: the same records imported into a project (`import_folders`, bundled model and library, "
+            f"{t_import:.1f} s), then `map_project_species` (identity on the neighbour graph plus the 2-D UMAP map; "
+            f"the seconds include the map and writing the cache); reopening it read the cache in {t_reopen:.2f} s. "
+            f"{len(species_map.no_close_match())} of its {res.n_clusters} putative species have no close library "
+            f"match (the bundled library holds these species; the model never saw them).")
+    return row, note
+
+
+def project_timing(db: Path) -> str:
+    """Cluster (no cache) and reopen (cache) an existing project; AMI against the species its input rows gave."""
+    import sqlite3
+
+    from engine.cluster.project import map_project_species
+
+    t = time.perf_counter()
+    species_map = map_project_species(db, use_cache=False)
+    t_cluster = time.perf_counter() - t
+    t = time.perf_counter()
+    assert map_project_species(db).cached
+    t_reopen = time.perf_counter() - t
+    code = ("import sys, time; t = time.perf_counter(); from engine.cluster.project import map_project_species; "
+            f"m = map_project_species({str(db)!r}, cached_only=True); assert m is not None and m.cached")
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+    t_fresh = time.perf_counter() - t
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        given = {sid: json.loads(g or "{}").get("species", "") for sid, g in conn.execute(
+            "SELECT specimen_id, given FROM items WHERE modality = 'dna'")}
+    labelled = [(given[s], c) for s, c in zip(species_map.specimen_ids, species_map.labels) if given.get(s)]
+    res = species_map.result
+    return (f"A project of {len(species_map.specimen_ids):,} barcodes (`bioscan import` of the first "
+            f"{len(species_map.specimen_ids):,} rows of barcodes.tsv, {len({g for g, _ in labelled}):,} species): "
+            f"`map_project_species` took {t_cluster:.1f} s ({res.n_clusters:,} putative species, threshold "
+            f"{res.params['threshold']:.1%} by {res.params['chosen_by']}; AMI {ami(*zip(*labelled)):.4f} against "
+            f"the species of the input rows); reopening read the cache in {t_reopen:.2f} s in the same process and "
+            f"{t_fresh:.2f} s in a fresh Python process (start-up and imports included, as the GUI's background "
+            f"process pays). Command: `.venv/bin/python benchmarks/cluster_dna.py --project-timing {db}`.")
+
+
 def scale_run(n: int, methods: list[str], min_cluster_size: int | None) -> None:
     """Time and peak memory at n synthetic specimens (500 groups of 128-d unit vectors)."""
     import resource
@@ -175,6 +246,10 @@ def main() -> int:
     ap.add_argument("--scale", type=int, default=0, help="instead: time N synthetic specimens (e.g. 100000)")
     ap.add_argument("--scale-methods", default="agglomerative,hdbscan")
     ap.add_argument("--scale-min-cluster-size", type=int, default=None, help="with --scale: fix HDBSCAN's size")
+    ap.add_argument("--project", action="store_true",
+                    help="also import the held-out records into a project and cluster it as the cluster map does")
+    ap.add_argument("--project-timing", metavar="P.db", action="append", default=[],
+                    help="also time clustering and reopening this existing project (repeatable)")
     args = ap.parse_args()
     if args.scale:
         scale_run(args.scale, args.scale_methods.split(","), args.scale_min_cluster_size)
@@ -185,8 +260,12 @@ def main() -> int:
     recs = novel_species_records(data)
     truth = [r.taxonomy.species for r in recs]
     print(f"{len(recs)} records of {len(set(truth))} held-out species", file=sys.stderr)
+    project_note = ""
     with tempfile.TemporaryDirectory(prefix="bioscan-cluster-") as tmp:
         vs_labels, vs_seconds = vsearch_clusters(recs, Path(tmp))
+        if args.project:
+            project_row, project_note = project_part(recs, truth, Path(tmp))
+            print(project_row, file=sys.stderr)
     n_species = len(set(truth))
     precisions = [args.precision] + (["fp32"] if args.sweep and args.precision == "int8" else [])
     results, ceilings, embed_seconds = [], [], {}
@@ -215,11 +294,14 @@ def main() -> int:
         "| precision | method | UMAP | chosen | clusters (true species) | noise | silhouette | AMI | seconds |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
+    for r in results + ([project_row] if project_note else []):
         lines.append(f"| {r['precision']} | {r['method']} | {r['umap']} | {r['chosen']} | {r['clusters']} "
                      f"({n_species}) | {r['noise']} | {r['silhouette']:.3f} | {r['ami']:.4f} | {r['seconds']:.1f} |")
     lines.append(f"| - | vsearch --cluster_fast --id {VSEARCH_ID} ({THREADS} threads) | - | - | {len(set(vs_labels))} "
                  f"({n_species}) | - | - | {ami(truth, vs_labels):.4f} | {vs_seconds:.1f} |")
+    if project_note:
+        lines += ["", project_note]
+    lines += [f"\n{project_timing(Path(db))}" for db in args.project_timing]
     lines += ["", "What the embedding allows (diagnostics that use the labels, not a result): "
               + "; ".join(ceilings) + "."]
     lines += ["", image_part(data, args.image_model)]
@@ -229,7 +311,8 @@ def main() -> int:
         model = "" if Path(args.model) == REPO / "resources" / "models" / "bioscan-dna-cnn" else f" --model {args.model}"
         write_section("Clustering", text + "\n\nCommand: `.venv/bin/python benchmarks/cluster_dna.py" + model
                       + (" --sweep" if args.sweep else "") + (" --precision fp32" if args.precision == "fp32" else "")
-                      + " --section`")
+                      + (" --project" if args.project else "")
+                      + "".join(f" --project-timing {db}" for db in args.project_timing) + " --section`")
     return 0
 
 

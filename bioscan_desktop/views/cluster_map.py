@@ -48,7 +48,8 @@ class ClusterMapView(QWidget):
         self._press_xy = None
         self.compute_button = QPushButton("Compute map")
         self.compute_button.setToolTip("Group the specimens into putative species (barcodes by alignment identity, "
-                                       "photo-only specimens by their photos) and map them in 2-D (UMAP)")
+                                       "photo-only specimens by their photos) and map them in 2-D (UMAP); the "
+                                       "result is kept in the project until its specimens change")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.hide()
         self.color_by = QComboBox()
@@ -144,7 +145,7 @@ class ClusterMapView(QWidget):
         self._fill_picker()
         self._ensure_canvas()
         self.stack.setCurrentWidget(self._canvas)
-        self.compute_button.setText("Recompute map")
+        self.compute_button.setText("Update map")  # recomputed only if the specimens changed since
         self.redraw()
 
     def _fill_picker(self) -> None:

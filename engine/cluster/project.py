@@ -77,11 +77,14 @@ def create_cluster_cache_tables(db) -> None:
         db[name].create(columns, pk=pk, if_not_exists=True)
 
 
+_CONFIDENCE_COLUMNS = [(r, f"{r}_confidence") for r in RANKS]
+
+
 def call_from_row(row: dict[str, Any]) -> Call | None:
     """The machine call of a project specimens row (None for errors and pending photos)."""
     if row.get("status") not in ("ok", "novel"):
         return None
-    ranks = {r: RankCall(r, row.get(r) or "", float(row.get(f"{r}_confidence") or 0.0)) for r in RANKS}
+    ranks = {r: RankCall(r, row.get(r) or "", float(row.get(key) or 0.0)) for r, key in _CONFIDENCE_COLUMNS}
     return Call(ranks, novel=bool(row.get("novel")), novel_rank=row.get("novel_rank") or "")
 
 
