@@ -15,7 +15,8 @@ from collections import Counter
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QStackedWidget, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QStackedWidget, QVBoxLayout,
+    QWidget,
 )
 
 from bioscan_desktop import cluster_text
@@ -63,7 +64,8 @@ class ClusterMapView(QWidget):
         self.outline.setToolTip("Outline putative species most of whose specimens were called novel: "
                                 "candidate species the reference library lacks")
         self.picker = QComboBox()
-        self.picker.setMinimumContentsLength(28)
+        self.picker.setMinimumContentsLength(8)  # shrinkable: the window must fit 1280-px screens
+        self.picker.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)  # wide when there is room
         self.picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.picker.setToolTip("Putative species without a close library match first, each group largest first")
         self.progress = QProgressBar()
