@@ -5,19 +5,23 @@ Views only show data and emit signals; this module answers them by calling the e
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import html
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
-    QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar,
+    QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox, QTabWidget, QToolBar,
 )
 
 from engine.errors import BioscanError
 from engine.project import CALL_RANKS, TaxonNode, open_project
 
-from bioscan_desktop import jobs, workers
+from bioscan_desktop import jobs, presenters, workers
+from bioscan_desktop.actions import ACTIONS, MENUS, ROW_MENU, TOOLBAR, shortcut_rows
 from bioscan_desktop.models.results_table import ResultsTableModel
 from bioscan_desktop.settings import Settings, default_projects_dir
 from bioscan_desktop.thumbnails import ThumbnailCache, pil_to_qimage
@@ -40,6 +44,7 @@ class MainWindow(QMainWindow):
     clusterMapReady = Signal()
     treeLoaded = Signal()
     exportFinished = Signal(str)
+    reviewSaved = Signal(int, str)  # specimen id, action
 
     def __init__(self, settings: Settings | None = None):
         super().__init__()
@@ -50,6 +55,8 @@ class MainWindow(QMainWindow):
         self.import_task: workers.Task | None = None
         self.cluster_task: workers.Task | None = None
         self.last_report = None
+        self.last_import_message = ""
+        self.quiet_errors = False  # True: errors go to the status bar and the log only (tests, scripted runs)
         self.setWindowTitle("BIOSCAN Desktop")
         self.setAcceptDrops(True)
 
@@ -77,6 +84,7 @@ class MainWindow(QMainWindow):
         self._make_toolbar()
         self._make_status_bar()
         self._connect()
+        self._restore_columns()
 
         self._live_timer = QTimer(self, interval=LIVE_REFRESH_MS)
         self._live_timer.timeout.connect(self._live_refresh)
@@ -96,75 +104,38 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         return dock
 
-    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
-        act = QAction(text, self)
-        if shortcut is not None:
-            act.setShortcut(QKeySequence(shortcut))
-        act.setToolTip(tip or text.replace("…", "").replace("&", ""))
-        act.setStatusTip(tip)
-        act.triggered.connect(slot)
-        return act
-
     def _make_actions(self) -> None:
-        a = self._action
-        self.act_import = a("&Import folder…", self.choose_import_folder, "Ctrl+I",
-                            "Identify the barcodes and photos in a folder")
-        self.act_resume = a("&Resume import", self.resume_import, None, "Continue an import that was interrupted")
-        self.act_new = a("&New project…", self.choose_new_project, QKeySequence.StandardKey.New)
-        self.act_open = a("&Open project…", self.choose_open_project, QKeySequence.StandardKey.Open)
-        self.act_close = a("&Close project", self.close_project, "Ctrl+W")
-        self.act_export = a("&Export results as CSV…", self.choose_export, "Ctrl+Shift+E",
-                            "Save the specimens shown in the table (with its filters) as a CSV file")
-        self.act_dwca = a("Export &Darwin Core Archive…", lambda: self.choose_export("dwca"), None,
-                          "All identified specimens as a Darwin Core Archive (GBIF)")
-        self.act_report = a("Export &report…", lambda: self.choose_export("report"), "Ctrl+Shift+R",
-                            "A summary report (PDF or HTML): counts, novel specimens, QC failures")
-        self.act_quit = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.act_table = a("&Specimens table", lambda: self.tabs.setCurrentWidget(self.results_view), "Ctrl+1")
-        self.act_map = a("&Cluster map", lambda: self.tabs.setCurrentWidget(self.cluster_view), "Ctrl+2")
-        self.act_refresh = a("&Refresh", self.refresh_all, "F5")
-        self.act_cluster = a("Compute cluster &map", self.compute_cluster_map, "Ctrl+K",
-                             "Map and cluster the imported barcodes (UMAP)")
-        self.act_accept = a("&Accept call", lambda: self.request_review(self.detail_view.specimen_id, "accept"),
-                            "Ctrl+Return")
-        self.act_override = a("&Override call…",
-                              lambda: self.request_review(self.detail_view.specimen_id, "override"), "Ctrl+E")
-        self.act_note = a("Add &note…", lambda: self.request_review(self.detail_view.specimen_id, "annotate"),
-                          "Ctrl+M")
-        self.act_settings = a("&Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
-        self.act_shortcuts = a("&Keyboard shortcuts", self.show_shortcuts, "F1")
-        self.act_about = a("&About BIOSCAN Desktop", self.show_about)
+        """One QAction per ActionSpec (bioscan_desktop.actions); ``checked`` never reaches a handler."""
+        self.actions: dict[str, QAction] = {}
+        for spec in ACTIONS:
+            act = QAction(spec.text, self)
+            act.setObjectName(spec.id)
+            if spec.shortcut:
+                act.setShortcut(QKeySequence(spec.shortcut))
+                act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            if spec.short:
+                act.setIconText(spec.short)
+            act.setToolTip(spec.label + (f" ({spec.shortcut})" if spec.shortcut else ""))
+            act.setStatusTip(spec.tip)
+            handler = getattr(self, spec.handler)
+            act.triggered.connect(lambda _checked=False, handler=handler, args=spec.args: handler(*args))
+            self.addAction(act)  # shortcuts work while the menus are closed and the toolbar hidden
+            self.actions[spec.id] = act
 
     def _make_menus(self) -> None:
         mb = self.menuBar()
-        m = mb.addMenu("&File")
-        for act in (self.act_new, self.act_open):
-            m.addAction(act)
-        self.recent_menu = m.addMenu("Open &recent")
-        m.addSeparator()
-        for act in (self.act_import, self.act_resume):
-            m.addAction(act)
-        m.addSeparator()
-        for act in (self.act_export, self.act_dwca, self.act_report):
-            m.addAction(act)
-        m.addSeparator()
-        m.addAction(self.act_close)
-        m.addAction(self.act_quit)
-        m = mb.addMenu("&View")
-        for act in (self.act_table, self.act_map, self.act_refresh):
-            m.addAction(act)
-        m.addSeparator()
-        for dock in (self.tree_dock, self.detail_dock, self.import_dock):
-            m.addAction(dock.toggleViewAction())
-        m = mb.addMenu("&Review")
-        for act in (self.act_accept, self.act_override, self.act_note):
-            m.addAction(act)
-        m = mb.addMenu("&Tools")
-        m.addAction(self.act_cluster)
-        m.addAction(self.act_settings)
-        m = mb.addMenu("&Help")
-        m.addAction(self.act_shortcuts)
-        m.addAction(self.act_about)
+        for title, entries in MENUS:
+            menu = mb.addMenu(title)
+            for entry in entries:
+                if entry == "-":
+                    menu.addSeparator()
+                elif entry == "@recent":
+                    self.recent_menu = menu.addMenu("Open &recent")
+                elif entry == "@docks":
+                    for dock in (self.tree_dock, self.detail_dock, self.import_dock):
+                        menu.addAction(dock.toggleViewAction())
+                else:
+                    menu.addAction(self.actions[entry])
         self._fill_recent()
 
     def _make_toolbar(self) -> None:
@@ -172,8 +143,12 @@ class MainWindow(QMainWindow):
         tb.setObjectName("main toolbar")
         tb.setMovable(False)
         tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        for act in (self.act_import, self.act_open, self.act_export, self.act_cluster, self.act_settings):
-            tb.addAction(act)
+        for entry in TOOLBAR:
+            if entry == "-":
+                tb.addSeparator()
+            else:
+                tb.addAction(self.actions[entry])
+        self.toolbar = tb
         self.addToolBar(tb)
 
     def _make_status_bar(self) -> None:
@@ -190,7 +165,10 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         rv = self.results_view
         rv.specimenSelected.connect(self.show_specimen)
+        rv.selectionCleared.connect(self._table_emptied)
         rv.filterCleared.connect(self.tree_view.clear_selection)
+        rv.rowMenuRequested.connect(self._row_menu)
+        rv.columnsChanged.connect(self._remember_columns)
         self.drop_zone.importRequested.connect(self.choose_import_folder)
         self.drop_zone.openRequested.connect(self.choose_open_project)
         self.tree_view.taxonSelected.connect(self._taxon_selected)
@@ -201,41 +179,46 @@ class MainWindow(QMainWindow):
         self.import_panel.importRequested.connect(self.choose_import_folder)
         self.cluster_view.computeRequested.connect(self.compute_cluster_map)
         self.cluster_view.cancelRequested.connect(lambda: self.cluster_task and self.cluster_task.cancel())
-        self.cluster_view.specimenClicked.connect(self.show_specimen)
+        self.cluster_view.specimenClicked.connect(self.open_specimen)
         self.cluster_view.selectionMade.connect(self._map_selection)
 
-    def _update_actions(self) -> None:
+    def action_conditions(self) -> dict[str, bool]:
+        """When each kind of action is enabled (ActionSpec.enabled_when names a key)."""
         has_project = self.project is not None
         importing = self.import_task is not None
-        for act in (self.act_export, self.act_dwca, self.act_report, self.act_cluster, self.act_close,
-                    self.act_refresh):
-            act.setEnabled(has_project)
-        for act in (self.act_new, self.act_open, self.recent_menu.menuAction()):
-            act.setEnabled(not importing)
-        self.act_import.setEnabled(not importing)
-        self.act_resume.setEnabled(has_project and not importing and self._resumable() is not None)
-        has_specimen = self.detail_view.specimen_id is not None
-        for act in (self.act_accept, self.act_override, self.act_note):
-            act.setEnabled(has_specimen)
+        detail = self.detail_view.detail
+        return {
+            "always": True, "idle": not importing, "importing": importing, "project": has_project,
+            "project_idle": has_project and not importing,
+            "resumable": has_project and not importing and self._resumable() is not None,
+            "specimen": detail is not None,
+            "acceptable": detail is not None and detail.specimen["status"] in presenters.REVIEWABLE_STATUSES,
+        }
+
+    def _update_actions(self) -> None:
+        conditions = self.action_conditions()
+        for spec in ACTIONS:
+            self.actions[spec.id].setEnabled(conditions[spec.enabled_when])
+        self.recent_menu.menuAction().setEnabled(conditions["idle"] and bool(self.settings.recent_projects))
 
     # ------------------------------------------------------------------------------------ projects
     def open_project(self, path: str | Path, create: bool = False) -> bool:
+        """Open exactly ``path`` (``create``: make it if absent). Selections and filters start afresh."""
+        if self.import_task is not None:
+            self._error("Cannot open another project", "An import is running; cancel it or wait until it ends.")
+            return False
         try:
             project = open_project(path, create=create)
         except BioscanError as exc:
             self._error("Cannot open the project", str(exc))
             return False
-        if self.project is not None:
-            self.project.close()
+        self._leave_project()
         self.project, self.project_path = project, str(Path(path).resolve())
         self.settings.add_recent(self.project_path)
         self._save_settings()
         self._fill_recent()
         self.setWindowTitle(f"BIOSCAN Desktop — {Path(path).name}")
         self.thumbnails.set_project(self.project_path)
-        self.detail_view.clear()
-        self.cluster_view.map = None
-        self.cluster_view.set_message("Click “Compute map” to map and cluster this project's barcodes.")
         self.results_model.set_project(project)
         self.reload_tree()
         self._show_import_state()
@@ -244,14 +227,27 @@ class MainWindow(QMainWindow):
         self.projectOpened.emit(self.project_path)
         return True
 
+    def _leave_project(self) -> None:
+        """Forget everything that belonged to the open project: its ids, selections, filters, map, detail."""
+        if self.cluster_task is not None:
+            self.cluster_task.cancel()
+            self.cluster_task = None
+        if self.project is not None:
+            self.project.close()
+        self.project, self.project_path = None, ""
+        self.results_view.reset()
+        self.tree_view.clear_selection()
+        self.cluster_view.clear()
+        self.detail_view.clear()
+        self.last_report = None
+
     def close_project(self) -> None:
         if self.project is None or self.import_task is not None:
             return
-        self.project.close()
-        self.project, self.project_path = None, ""
+        self._leave_project()
         self.setWindowTitle("BIOSCAN Desktop")
+        self.thumbnails.set_project("")
         self.results_model.set_project(None)
-        self.detail_view.clear()
         self.tree_view.model.set_tree(TaxonNode("root", "", 0))
         self.counts_label.setText("")
         self.import_panel.set_idle()
@@ -308,6 +304,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"New project saved as {path}", 10000)
         self.settings.last_folder = str(Path(folders[0]).parent)
         self._save_settings()
+        self.last_import_message = ""
         task = workers.Task(jobs.run_import, list(folders), self.project_path, self.settings)
         task.signals.progress.connect(self.import_panel.set_progress)
         task.signals.finished.connect(self._import_done)
@@ -337,7 +334,10 @@ class MainWindow(QMainWindow):
 
     def _import_done(self, report) -> None:
         self.last_report = report
-        self._finish_import(f"Import finished: {report.summary()}")
+        if report.status == "completed":
+            self._finish_import(f"Import finished: {report.summary()}")
+        else:
+            self._finish_import(f"Import {report.status}: {report.message or report.summary()}")
         self.importFinished.emit(report)
 
     def _import_stopped(self, message: str) -> None:
@@ -345,6 +345,7 @@ class MainWindow(QMainWindow):
         self.importFinished.emit(None)
 
     def _finish_import(self, message: str) -> None:
+        self.last_import_message = message
         self.import_task = None
         self._live_timer.stop()
         self.refresh_all()
@@ -407,12 +408,15 @@ class MainWindow(QMainWindow):
         else:
             if self.project is None:
                 return
-            task = workers.Task(jobs.project_trees, self.project_path, self.tree_view.ranks)
-            task.signals.finished.connect(self._project_tree_loaded)
+            path = self.project_path
+            task = workers.Task(jobs.project_trees, path, self.tree_view.ranks)
+            task.signals.finished.connect(lambda trees, path=path: self._project_tree_loaded(path, trees))
         task.signals.failed.connect(self.tree_view.set_busy)
         workers.start(task, "light")
 
-    def _project_tree_loaded(self, trees) -> None:
+    def _project_tree_loaded(self, path: str, trees) -> None:
+        if path != self.project_path:
+            return  # an older project's tree, finished after the switch
         self.tree_view.set_project_tree(*trees)
         self.treeLoaded.emit()
 
@@ -430,7 +434,60 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.results_view)
         self.results_view.select_first()
 
+    # ------------------------------------------------------------------------------------ views and filters
+    def show_table(self) -> None:
+        self.tabs.setCurrentWidget(self.results_view)
+        self.results_view.table.setFocus()
+
+    def show_map(self) -> None:
+        self.tabs.setCurrentWidget(self.cluster_view)
+
+    def focus_search(self) -> None:
+        self.show_table()
+        self.results_view.focus_search()
+
+    def clear_filters(self) -> None:
+        self.tree_view.clear_selection()
+        self.results_view.clear_filters()
+
+    def choose_columns(self) -> None:
+        from bioscan_desktop.views.column_chooser import ColumnChooser
+        from bioscan_desktop.models.results_table import COLUMNS, KEY_COLUMN
+
+        dialog = ColumnChooser(self.results_view.column_visibility(), COLUMNS[KEY_COLUMN].header, self)
+        if dialog.exec():
+            for header, visible in dialog.visibility().items():
+                self.results_view.set_column_visible(header, visible)
+
+    def _restore_columns(self) -> None:
+        try:
+            state = base64.b64decode(self.settings.table_columns or "", validate=True)
+        except (binascii.Error, ValueError):
+            state = b""
+        self.results_view.restore_header(state)
+
+    def _remember_columns(self) -> None:
+        self.settings.table_columns = base64.b64encode(self.results_view.header_state()).decode("ascii")
+
+    def _row_menu(self, global_pos: QPoint) -> None:
+        menu = self.row_menu()
+        menu.popup(global_pos)
+
+    def row_menu(self) -> QMenu:
+        """The right-click menu of a table row: the actions of bioscan_desktop.actions.ROW_MENU."""
+        menu = QMenu(self)
+        for entry in ROW_MENU:
+            if entry == "-":
+                menu.addSeparator()
+            else:
+                menu.addAction(self.actions[entry])
+        return menu
+
     # ------------------------------------------------------------------------------------ detail
+    def current_specimen_id(self) -> int | None:
+        """The specimen the actions apply to: the one in the detail panel (the table's current row)."""
+        return self.detail_view.specimen_id
+
     def show_specimen(self, specimen_id: int, load_photo: bool = True) -> None:
         if self.project is None:
             return
@@ -443,36 +500,75 @@ class MainWindow(QMainWindow):
         self.detail_dock.show()
         self._update_actions()
         if detail.specimen["n_photos"] and load_photo:
-            task = workers.Task(jobs.load_specimen_photo, self.project_path, specimen_id, DETAIL_PHOTO_SIDE,
-                                with_progress=False)
-            task.signals.finished.connect(self._detail_photo_loaded)
+            path = self.project_path
+            task = workers.Task(jobs.load_specimen_photo, path, specimen_id, DETAIL_PHOTO_SIDE, with_progress=False)
+            task.signals.finished.connect(lambda result, path=path: self._detail_photo_loaded(path, result))
             workers.start(task, "light")
 
-    def _detail_photo_loaded(self, result) -> None:
+    def open_specimen(self, specimen_id: int) -> None:
+        """Show a specimen chosen outside the table (the map): its row becomes current if the table shows it."""
+        self.show_specimen(specimen_id)
+        self.results_view.select_specimen(specimen_id)
+
+    def _table_emptied(self) -> None:
+        self.detail_view.clear()
+        self._update_actions()
+
+    def _detail_photo_loaded(self, path: str, result) -> None:
         from PySide6.QtGui import QPixmap
 
+        if path != self.project_path:
+            return  # ids are per project: this photo belongs to the previous one
         sid, image = result
         self.detail_view.show_photo(sid, None if image is None else QPixmap.fromImage(pil_to_qimage(image)))
 
-    def request_review(self, specimen_id: int | None, action: str) -> None:
-        """Ask for what a review needs (a name, an override, a note) and store it."""
+    def copy_current_key(self) -> None:
+        detail = self.detail_view.detail
+        if detail is not None:
+            QGuiApplication.clipboard().setText(detail.specimen["specimen_key"])
+            self.statusBar().showMessage(f"Copied {detail.specimen['specimen_key']}", 4000)
+
+    def filter_to_current_taxon(self) -> None:
+        detail = self.detail_view.detail
+        if detail is None:
+            return
+        rank, _, _ = presenters.shown_call(detail.specimen)
+        if not rank:
+            self.statusBar().showMessage("This specimen has no call to filter by", 5000)
+            return
+        ranks = CALL_RANKS[:CALL_RANKS.index(rank) + 1]
+        taxon = {r: detail.specimen.get(f"final_{r}") or "" for r in ranks}
+        self.tree_view.clear_selection()
+        self.results_view.set_taxon(taxon)
+        self.results_view.select_specimen(detail.specimen["id"])
+
+    # ------------------------------------------------------------------------------------ review
+    def review_current(self, action: str) -> bool:
+        return self.request_review(self.current_specimen_id(), action)
+
+    def request_review(self, specimen_id: int | None, action: str) -> bool:
+        """Ask for what a review needs (a name, an override, a note) and store it; Accept then moves on."""
         from bioscan_desktop.views.review_dialogs import NoteDialog, OverrideDialog
 
         if specimen_id is None or self.project is None or not self._ensure_user_name():
-            return
-        detail = self.detail_view.detail
-        key = detail.specimen["specimen_key"] if detail else str(specimen_id)
+            return False
+        try:
+            spec = self.project.specimen(specimen_id).specimen  # exactly this one, freshly read
+        except BioscanError as exc:
+            self._error("The review was not saved", str(exc))
+            return False
         if action == "override":
-            current = {r: (detail.specimen.get(f"final_{r}") or "") for r in CALL_RANKS} if detail else {}
-            dialog = OverrideDialog(key, current, self.settings.user_name, self)
-            if dialog.exec():
-                self.submit_review(specimen_id, "override", dialog.taxonomy(), dialog.note_text())
-        elif action == "annotate":
-            dialog = NoteDialog(key, self.settings.user_name, self)
-            if dialog.exec():
-                self.submit_review(specimen_id, "annotate", note=dialog.note_text())
-        else:
-            self.submit_review(specimen_id, "accept")
+            current = {r: (spec.get(f"final_{r}") or "") for r in CALL_RANKS}
+            dialog = OverrideDialog(spec["specimen_key"], current, self.settings.user_name, self)
+            return bool(dialog.exec()) and self.submit_review(specimen_id, "override", dialog.taxonomy(),
+                                                               dialog.note_text())
+        if action == "annotate":
+            dialog = NoteDialog(spec["specimen_key"], self.settings.user_name, self)
+            return bool(dialog.exec()) and self.submit_review(specimen_id, "annotate", note=dialog.note_text())
+        if not self.submit_review(specimen_id, "accept"):
+            return False
+        self.select_next_to_review(after=specimen_id)
+        return True
 
     def submit_review(self, specimen_id: int, action: str, taxonomy: dict | None = None, note: str = "") -> bool:
         try:
@@ -480,11 +576,32 @@ class MainWindow(QMainWindow):
         except (BioscanError, ValueError) as exc:
             self._error("The review was not saved", str(exc))
             return False
-        self.results_model.reload_rows()
-        self.show_specimen(specimen_id, load_photo=False)
+        self.results_model.refresh()  # the row may leave a filtered view: the view moves the detail with it
+        if self.detail_view.specimen_id == specimen_id:
+            self.show_specimen(specimen_id, load_photo=False)
+        self._update_counts()
         self.reload_tree()
         self.statusBar().showMessage({"accept": "Call accepted", "override": "Override saved",
                                       "annotate": "Note saved"}[action], 5000)
+        self.reviewSaved.emit(specimen_id, action)
+        return True
+
+    def select_next_to_review(self, after: int | None = None) -> bool:
+        """Make current the next row (in the table's order) whose call nobody reviewed yet."""
+        view, model = self.results_view, self.results_model
+        row = view.current_row
+        if row is None:
+            start = 0
+        elif after is not None and view.current_specimen_id != after:
+            start = row  # the reviewed row left the view: the one that took its place is next
+        else:
+            start = row + 1
+        found = presenters.next_row_to_review(model.row, start, model.count)
+        if found is None:
+            self.statusBar().showMessage("No more specimens to review below this one in the table", 8000)
+            return False
+        view.select_row(found)
+        view.table.setFocus()
         return True
 
     def _ensure_user_name(self) -> bool:
@@ -503,15 +620,18 @@ class MainWindow(QMainWindow):
             return
         task = workers.Task(workers.in_subprocess, jobs.compute_cluster_map, self.project_path)
         task.signals.progress.connect(self.cluster_view.set_progress)
-        task.signals.finished.connect(self._cluster_map_done)
-        task.signals.failed.connect(lambda msg: self._cluster_map_stopped(f"The map could not be computed: {msg}"))
-        task.signals.cancelled.connect(lambda: self._cluster_map_stopped("Cancelled."))
+        task.signals.finished.connect(lambda result, task=task: self._cluster_map_done(task, result))
+        task.signals.failed.connect(
+            lambda msg, task=task: self._cluster_map_stopped(task, f"The map could not be computed: {msg}"))
+        task.signals.cancelled.connect(lambda task=task: self._cluster_map_stopped(task, "Cancelled."))
         self.cluster_task = task
         self.cluster_view.set_busy(True, "Starting…")
         self.tabs.setCurrentWidget(self.cluster_view)
         workers.start(task, "heavy")
 
-    def _cluster_map_done(self, cluster_map) -> None:
+    def _cluster_map_done(self, task: workers.Task, cluster_map) -> None:
+        if task is not self.cluster_task:
+            return  # computed for a project closed since
         self.cluster_task = None
         self.cluster_view.set_busy(False)
         if cluster_map is None:
@@ -520,7 +640,9 @@ class MainWindow(QMainWindow):
             self.cluster_view.set_map(cluster_map)
         self.clusterMapReady.emit()
 
-    def _cluster_map_stopped(self, message: str) -> None:
+    def _cluster_map_stopped(self, task: workers.Task, message: str) -> None:
+        if task is not self.cluster_task:
+            return
         self.cluster_task = None
         self.cluster_view.set_busy(False, message)
         self.clusterMapReady.emit()
@@ -599,20 +721,25 @@ class MainWindow(QMainWindow):
         AboutDialog(about_html(__version__, engine_version, self.setup_info), self).exec()
 
     def show_shortcuts(self) -> None:
-        acts = [self.act_import, self.act_open, self.act_new, self.act_export, self.act_table, self.act_map,
-                self.act_refresh, self.act_cluster, self.act_accept, self.act_override, self.act_note,
-                self.act_settings, self.act_quit]
-        rows = "".join(f"<tr><td>{a.text().replace('&', '')}</td><td><b>{a.shortcut().toString(QKeySequence.SequenceFormat.NativeText)}</b></td></tr>"
-                       for a in acts if not a.shortcut().isEmpty())
-        rows += ("<tr><td>Search the table</td><td><b>Ctrl+F</b></td></tr>"
-                 "<tr><td>Move between specimens</td><td><b>↑ ↓ Page Up/Down, Home/End</b></td></tr>"
-                 "<tr><td>Zoom the photo</td><td><b>wheel, + − , 0 to fit</b></td></tr>")
-        QMessageBox.information(self, "Keyboard shortcuts", f"<table cellpadding='3'>{rows}</table>")
+        rows = "".join(f"<tr><td>{html.escape(what)}</td><td><b>{html.escape(self._native(keys))}</b></td></tr>"
+                       for what, keys in shortcut_rows())
+        box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts", f"<table cellpadding='3'>{rows}</table>",
+                          QMessageBox.StandardButton.Close, self)
+        box.setEscapeButton(QMessageBox.StandardButton.Close)
+        box.setDefaultButton(QMessageBox.StandardButton.Close)
+        box.exec()
+
+    @staticmethod
+    def _native(keys: str) -> str:
+        """A shortcut as this platform writes it (Cmd on macOS); other key descriptions as they are."""
+        seq = QKeySequence(keys)
+        native = seq.toString(QKeySequence.SequenceFormat.NativeText)
+        return native if native and seq.toString() == keys else keys
 
     def _error(self, title: str, message: str) -> None:
         log.warning("%s: %s", title, message)
         self.statusBar().showMessage(f"{title}: {message}", 15000)
-        if not getattr(self, "quiet_errors", False):
+        if not self.quiet_errors:
             QMessageBox.warning(self, title, message)
 
     # ------------------------------------------------------------------------------------ quit
@@ -627,5 +754,7 @@ class MainWindow(QMainWindow):
         workers.shutdown()
         if self.project is not None:
             self.project.close()
+            self.project = None
+        self._remember_columns()
         self._save_settings()
         super().closeEvent(event)

@@ -4,7 +4,7 @@ No identification happens here: these only compare and format what the engine st
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from engine.project import CALL_RANKS, SpecimenDetail
 
@@ -22,6 +22,13 @@ STATUS_HELP = {
     "pending": "photos only; no image model has identified them yet",
 }
 REVIEW_LABELS = {"": "", "accepted": "Accepted", "overridden": "Overridden", "stale": "Accepted (call changed since)"}
+STATUS_COLORS = {"ok": "#2e7d32", "novel": "#6a1b9a", "error": "#c62828", "pending": "#8d6e00"}  # the one map
+REVIEWABLE_STATUSES = ("ok", "novel")  # a call to accept: identified or flagged novel
+NOT_REVIEWED = ("", "stale")  # never reviewed, or accepted before a later import changed the call
+IDENTITY_TIP = ("percent identity of the aligned barcodes (the reference library keeps sequences); "
+                "empty when the library keeps none")
+SIMILARITY_TIP = ("cosine similarity of the DNA model's embeddings (1 = identical embedding); "
+                  "not a percent identity: 0.80 can be a different genus")
 
 
 def confidence_text(value: float | None) -> str:
@@ -30,6 +37,25 @@ def confidence_text(value: float | None) -> str:
 
 def number_text(value: float | None, digits: int = 3) -> str:
     return "" if value is None else f"{value:.{digits}f}"
+
+
+def identity_text(value: float | None) -> str:
+    """Alignment identity as BOLD users read it: 98.7%."""
+    return "" if value is None else f"{value:.1%}"
+
+
+def similarity_text(value: float | None) -> str:
+    """Embedding similarity (a cosine): a plain number, never a percent, so it is not read as identity."""
+    return number_text(value, 2)
+
+
+def match_scores_note(has_identity: bool) -> str:
+    """What the Matches tab's scores are."""
+    if has_identity:
+        return ("Ranked by <b>identity</b> (percent identity of the aligned barcodes); <b>embedding "
+                "similarity</b> is the DNA model's cosine (1 = identical embedding), not a percent.")
+    return ("This reference library keeps no sequences, so the matches are ranked by <b>embedding "
+            "similarity</b> only: the DNA model's cosine (1 = identical embedding), not a percent identity.")
 
 
 def status_text(status: str, novel_rank: str = "") -> str:
@@ -46,6 +72,33 @@ def finest_name(row: dict[str, Any], prefix: str = "final_") -> tuple[str, str]:
         if name:
             return rank, name
     return "", ""
+
+
+def shown_call(row: dict[str, Any]) -> tuple[str, str, float | None]:
+    """(rank, name, confidence) of the call a specimen shows: its finest called Linnaean rank (BIN apart).
+
+    The confidence is the engine's at that rank, so a species called at 98 % shows 98 % even when
+    the BIN below it was called at 57 %; None when the name is the user's override (no machine
+    confidence) or nothing is called.
+    """
+    rank, name = finest_name(row)
+    if not rank or (row.get(rank) or "") != name:
+        return rank, name, None
+    return rank, name, row.get(f"{rank}_confidence")
+
+
+def needs_review(row: dict[str, Any]) -> bool:
+    """A call nobody has reviewed yet (or whose accepted call a later import changed)."""
+    return row.get("status") in REVIEWABLE_STATUSES and (row.get("review") or "") in NOT_REVIEWED
+
+
+def next_row_to_review(row_at: Callable[[int], dict[str, Any] | None], start: int, count: int) -> int | None:
+    """The first row from ``start`` on (in the table's order) that needs review, or None."""
+    for i in range(max(0, start), count):
+        row = row_at(i)
+        if row is not None and needs_review(row):
+            return i
+    return None
 
 
 def modality_disagreements(detail: SpecimenDetail) -> list[tuple[str, str, str]]:

@@ -47,6 +47,7 @@ class Settings:
     min_confidence: float = 0.5  # below this a rank is left uncalled at import
     recent_projects: list[str] = field(default_factory=list)
     last_folder: str = ""
+    table_columns: str = ""  # the results table's column order, widths and hidden columns (base64 Qt header state)
 
     @classmethod
     def load(cls) -> "Settings":

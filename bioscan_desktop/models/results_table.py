@@ -6,7 +6,7 @@ Only the pages the view asks for are read (a page of 200 rows takes milliseconds
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
@@ -14,7 +14,8 @@ from PySide6.QtGui import QBrush, QColor
 
 from bioscan_desktop.filters import TableFilter
 from bioscan_desktop.presenters import (
-    REVIEW_LABELS, STATUS_HELP, confidence_text, finest_name, number_text, status_text,
+    IDENTITY_TIP, RANK_LABELS, REVIEW_LABELS, SIMILARITY_TIP, STATUS_COLORS, STATUS_HELP, confidence_text,
+    identity_text, shown_call, similarity_text, status_text,
 )
 
 PAGE_SIZE = 200
@@ -40,15 +41,16 @@ COLUMNS = (
     Column("specimen_key", "Specimen", "specimen key (processid, sampleid or file name)", lambda r: r["specimen_key"]),
     Column("status", "Status", "identified, novel, error or pending",
            lambda r: status_text(r["status"], r.get("novel_rank") or "")),
-    Column("confidence", "Confidence", "confidence of the finest called rank", 
-           lambda r: confidence_text(r["confidence"]) if finest_name(r)[0] else ""),
+    Column("confidence", "Confidence", "machine confidence of the finest rank named (species, genus, ...; "
+           "the BIN's is in its tooltip)", lambda r: confidence_text(shown_call(r)[2])),
     Column("final_order", "Order", "called order (your override if any)", _rank("order")),
     Column("final_family", "Family", "called family", _rank("family")),
     Column("final_genus", "Genus", "called genus", _rank("genus")),
     Column("final_species", "Species", "called species", _rank("species")),
     Column("final_bin_uri", "BIN", "called BOLD Barcode Index Number", _rank("bin_uri")),
-    Column("top_similarity", "Top match", "similarity of the best reference match (1 = identical embedding)",
-           lambda r: number_text(r["top_similarity"])),
+    Column("identity", "Identity", f"top match: {IDENTITY_TIP}", lambda r: identity_text(r.get("identity"))),
+    Column("top_similarity", "Embedding similarity", f"top match: {SIMILARITY_TIP}",
+           lambda r: similarity_text(r.get("top_similarity"))),
     Column("novel", "Novel", "no close reference in the library at this rank",
            lambda r: (r.get("novel_rank") or "yes") if r.get("novel") else ""),
     Column("qc_flags", "QC flags", "barcode quality-control flags", lambda r: (r.get("qc_flags") or "").replace(";", ", ")),
@@ -56,7 +58,8 @@ COLUMNS = (
     Column("modalities", "Data", "barcode (dna) and/or photo", lambda r: r.get("modalities") or ""),
 )
 PHOTO_COLUMN = 0
-STATUS_COLORS = {"ok": "#2e7d32", "novel": "#6a1b9a", "error": "#c62828", "pending": "#8d6e00"}
+KEY_COLUMN = 1  # the specimen id: never hidden
+NUMBER_KEYS = ("confidence", "identity", "top_similarity")
 
 
 class ResultsTableModel(QAbstractTableModel):
@@ -93,12 +96,6 @@ class ResultsTableModel(QAbstractTableModel):
         self.endResetModel()
         self.countChanged.emit(self._count)
 
-    def reload_rows(self) -> None:
-        """Fresh data for the rows already shown, keeping the selection (e.g. after a review)."""
-        self._pages.clear()
-        if self._count:
-            self.dataChanged.emit(self.index(0, 0), self.index(self._count - 1, len(COLUMNS) - 1))
-
     @property
     def count(self) -> int:
         return self._count
@@ -108,6 +105,11 @@ class ResultsTableModel(QAbstractTableModel):
         if self.project is None or not 0 <= row < self._count:
             return None
         page_no = row // PAGE_SIZE
+        page = self._page(page_no)
+        offset = row - page_no * PAGE_SIZE
+        return page[offset] if offset < len(page) else None
+
+    def _page(self, page_no: int) -> list[dict[str, Any]]:
         page = self._pages.get(page_no)
         if page is None:
             page = self.project.list_specimens(self.filter, sort=self.sort_key, descending=self.descending,
@@ -117,8 +119,7 @@ class ResultsTableModel(QAbstractTableModel):
                 self._pages.popitem(last=False)
         else:
             self._pages.move_to_end(page_no)
-        offset = row - page_no * PAGE_SIZE
-        return page[offset] if offset < len(page) else None
+        return page
 
     def row_of(self, specimen_id: SpecimenId) -> int | None:
         """The row of a specimen if it is in a cached page (the view only needs visible ones)."""
@@ -126,6 +127,33 @@ class ResultsTableModel(QAbstractTableModel):
             for i, r in enumerate(page):
                 if r["id"] == specimen_id:
                     return page_no * PAGE_SIZE + i
+        return None
+
+    def find_row(self, specimen_id: SpecimenId, near: int = 0) -> int | None:
+        """The row of a specimen under the current filter and sort, or None when the filter hides it.
+
+        Looks in the cached pages, then the pages around ``near`` (where it was before a refresh),
+        then asks the project whether the filter still shows it before reading the other pages.
+        """
+        row = self.row_of(specimen_id)
+        if row is not None or self.project is None or not self._count:
+            return row
+        near_page = min(max(near, 0), self._count - 1) // PAGE_SIZE
+        pages = [p for p in (near_page, near_page - 1, near_page + 1) if 0 <= p * PAGE_SIZE < self._count]
+        for page_no in pages:
+            self.row(page_no * PAGE_SIZE)
+        row = self.row_of(specimen_id)
+        if row is not None:
+            return row
+        ids = self.filter.ids
+        only_it = replace(self.filter, ids=[specimen_id] if ids is None or specimen_id in ids else [])
+        if not self.project.count_specimens(only_it):
+            return None
+        for page_no in range((self._count + PAGE_SIZE - 1) // PAGE_SIZE):  # moved far (a new sort order)
+            if page_no not in pages:
+                for i, r in enumerate(self._page(page_no)):
+                    if r["id"] == specimen_id:
+                        return page_no * PAGE_SIZE + i
         return None
 
     # -- Qt model API ---------------------------------------------------------------------------
@@ -169,10 +197,23 @@ class ResultsTableModel(QAbstractTableModel):
             if col.key.startswith("final_") and r.get("review") == "overridden":
                 machine = r.get(col.key.removeprefix("final_")) or "(not called)"
                 return f"your override; the machine called {machine}"
+            if col.key == "confidence":
+                return self._confidence_tip(r)
+            if col.key == "final_bin_uri" and r.get("final_bin_uri") and r.get("bin_uri_confidence") is not None:
+                return f"{r['final_bin_uri']}: BIN called at {confidence_text(r['bin_uri_confidence'])}"
             return col.text(r) or None
-        if role == Qt.ItemDataRole.TextAlignmentRole and col.key in ("confidence", "top_similarity"):
+        if role == Qt.ItemDataRole.TextAlignmentRole and col.key in NUMBER_KEYS:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
+
+    @staticmethod
+    def _confidence_tip(r: dict[str, Any]) -> str | None:
+        rank, name, conf = shown_call(r)
+        if not rank:
+            return None
+        if conf is None:
+            return f"{RANK_LABELS[rank]} {name}: your override (no machine confidence)"
+        return f"{RANK_LABELS[rank]} {name} called at {confidence_text(conf)}"
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         key = COLUMNS[column].key

@@ -4,11 +4,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from PySide6.QtWidgets import (
-    QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+    QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
     QPushButton, QVBoxLayout, QWidget,
 )
 
 from bioscan_desktop.settings import Settings
+from bioscan_desktop.views.dialog_buttons import save_cancel_buttons
 
 DEVICES = (("Automatic (GPU if available)", "auto"), ("CPU", "cpu"), ("GPU (CUDA)", "cuda"))
 
@@ -19,6 +20,7 @@ def _path_row(edit: QLineEdit, pick) -> QWidget:
     row.setContentsMargins(0, 0, 0, 0)
     row.addWidget(edit, 1)
     browse = QPushButton("Browse…")
+    browse.setAutoDefault(False)  # Enter saves the dialog, it does not open a file chooser
     browse.clicked.connect(pick)
     row.addWidget(browse)
     return w
@@ -56,14 +58,13 @@ class SettingsDialog(QDialog):
         form.addRow("Minimum confidence", self.min_confidence)
         note = QLabel("Changes apply to the next import. Leave a path empty to use the bundled one.")
         note.setStyleSheet("color: #555;")
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
+        buttons, _ = save_cancel_buttons(self)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(note)
         layout.addWidget(buttons)
         self.resize(560, self.sizeHint().height())
+        self.user.setFocus()
 
     def _pick_library(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Reference library", self.library.text(),

@@ -14,13 +14,15 @@ from PySide6.QtWidgets import (
 from engine.project import CALL_RANKS, SpecimenDetail
 
 from bioscan_desktop.presenters import (
-    RANK_LABELS, REVIEW_LABELS, STATUS_HELP, confidence_text, given_disagreements, modality_disagreements,
-    number_text, qc_summary, status_text,
+    IDENTITY_TIP, RANK_LABELS, REVIEW_LABELS, SIMILARITY_TIP, STATUS_HELP, confidence_text, given_disagreements,
+    identity_text, match_scores_note, modality_disagreements, qc_summary, shown_call, similarity_text, status_text,
 )
 from bioscan_desktop.views.photo_view import PhotoView
 
 BASES_PER_LINE = 40
-MATCH_COLUMNS = ("#", "Reference", "Species", "Genus", "Family", "Order", "BIN", "Similarity", "Identity")
+# scores beside the name they support, so they are on screen in a 400-px dock
+MATCH_COLUMNS = ("#", "Identity", "Embedding\nsimilarity", "Species", "Genus", "Family", "Order", "BIN", "Reference")
+SCORE_COLUMNS = (1, 2)
 
 
 def _readonly_table(rows: int, headers: tuple[str, ...]) -> QTableWidget:
@@ -93,11 +95,21 @@ class SpecimenDetailView(QWidget):
         self.sequence = QTextBrowser()
         self.matches = _readonly_table(0, MATCH_COLUMNS)
         self.matches.horizontalHeader().setStretchLastSection(True)
+        for col, tip in zip(SCORE_COLUMNS, (IDENTITY_TIP, SIMILARITY_TIP)):
+            self.matches.horizontalHeaderItem(col).setToolTip(tip)
+        self.matches_note = QLabel("")
+        self.matches_note.setWordWrap(True)
+        self.matches_note.setStyleSheet("color: #555;")
+        matches_page = QWidget()
+        matches_layout = QVBoxLayout(matches_page)
+        matches_layout.setContentsMargins(0, 4, 0, 0)
+        matches_layout.addWidget(self.matches_note)
+        matches_layout.addWidget(self.matches, 1)
         self.history = QTextBrowser()
         self.tabs = QTabWidget()
         self.tabs.addTab(self.photo, "Photo")
         self.tabs.addTab(self.sequence, "Sequence")
-        self.tabs.addTab(self.matches, "Matches")
+        self.tabs.addTab(matches_page, "Matches")
         self.tabs.addTab(self.history, "History")
 
         self.body = QWidget()  # hidden until a specimen is shown
@@ -148,9 +160,12 @@ class SpecimenDetailView(QWidget):
         self.subtitle.setText(" · ".join(x for x in ids if x) + ("\n" if any(ids) else "")
                               + f"{s['n_barcodes']} barcode(s), {s['n_photos']} photo(s) from "
                               + ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else ""))
+        rank, name, conf = shown_call(s)
+        call = (f"<br>Call: {RANK_LABELS[rank].lower()} <i>{html.escape(name)}</i>"
+                + (f" ({confidence_text(conf)})" if conf is not None else " (your override)")) if rank else ""
         self.status.setText(f"<b>{status_text(s['status'], s.get('novel_rank') or '')}</b>: "
                             f"{html.escape(STATUS_HELP.get(s['status'], ''))}"
-                            + (f" · review: {REVIEW_LABELS[s['review']]}" if s.get("review") else ""))
+                            + (f" · review: {REVIEW_LABELS[s['review']]}" if s.get("review") else "") + call)
         self._show_warnings(detail)
         self._show_calls(s, detail)
         self._show_sequence(detail)
@@ -237,16 +252,20 @@ class SpecimenDetailView(QWidget):
     def _show_matches(self, detail: SpecimenDetail) -> None:
         call_item = detail.specimen.get("call_item_id")
         matches = detail.matches.get(call_item) or next(iter(detail.matches.values()), [])
+        has_identity = any(m["identity"] is not None for m in matches)
         self.matches.setRowCount(len(matches))
         for row, m in enumerate(matches):
-            cells = (str(m["position"] + 1), m["record_id"], m["species"], m["genus"], m["family"], m["order"],
-                     m["bin_uri"], number_text(m["similarity"]),
-                     "" if m["identity"] is None else f"{m['identity']:.1%}")
+            cells = (str(m["position"] + 1), identity_text(m["identity"]), similarity_text(m["similarity"]),
+                     m["species"], m["genus"], m["family"], m["order"], m["bin_uri"],
+                     m["record_id"])
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text or "")
-                if col >= 7:
+                if col in SCORE_COLUMNS or col == 0:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.matches.setItem(row, col, item)
+        self.matches.setColumnHidden(SCORE_COLUMNS[0], not has_identity)
+        self.matches_note.setText(match_scores_note(has_identity) if matches else
+                                  "No reference matches for this specimen.")
         self.matches.resizeColumnsToContents()
 
     def _show_history(self, detail: SpecimenDetail) -> None:

@@ -55,6 +55,7 @@ def window(qtbot, gui_settings, tmp_path):
     win.quiet_errors = True  # no modal boxes in tests; errors still reach the status bar
     qtbot.addWidget(win)
     win.show()
+    activate(qtbot, win)
     assert win.open_project(tmp_path / "test.bioscan.db", create=True)
     yield win
     workers.shutdown()
@@ -71,3 +72,117 @@ def imported(qtbot, window, specimen_folder):
     assert blocker.args[0] is not None, window.import_panel.title.text()
     qtbot.waitUntil(lambda: window.tree_view.model.root.count == facts["specimens"], timeout=10_000)
     return window, facts
+
+
+# ------------------------------------------------------------------------------ driving the window by keyboard
+def activate(qtbot, widget) -> None:
+    """Make a window the active one, so its shortcuts receive the keys (as a user's focused window does)."""
+    from PySide6.QtWidgets import QApplication
+
+    widget.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is widget, timeout=5_000)
+
+
+def press(qtbot, window, keys: str) -> None:
+    """Type a shortcut ("Ctrl+Shift+E", "F5", "Home") into the focused widget of the active window."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QKeySequence
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    activate(qtbot, window)
+    combo = QKeySequence(keys)[0]
+    target = QApplication.focusWidget() or window
+    QTest.keyClick(target, combo.key(), combo.keyboardModifiers())
+
+
+class ModalDriver:
+    """Runs a function on the next modal dialog to open, while the code under test waits in its exec().
+
+    The function gets the dialog; it should end it (Enter, Esc). If it raises, or leaves the
+    dialog open, the dialog is rejected so the test fails instead of hanging.
+    """
+
+    def __init__(self, qtbot):
+        self.qtbot = qtbot
+        self.seen: list = []  # every dialog handled (type name, title)
+        self.errors: list[BaseException] = []
+
+    def next(self, handle, timeout_ms: int = 15_000) -> None:
+        import time
+
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication
+
+        deadline = time.monotonic() + timeout_ms / 1000
+        timer = QTimer()
+        timer.setInterval(20)
+
+        def poll() -> None:
+            dialog = QApplication.activeModalWidget()
+            ready = dialog is not None and dialog.isVisible() and QApplication.activeWindow() is dialog
+            if not ready:  # not open yet, or not yet the window the keys go to
+                if time.monotonic() > deadline:
+                    timer.stop()
+                    self.errors.append(TimeoutError("no dialog opened"))
+                return
+            timer.stop()
+            self.seen.append((type(dialog).__name__, dialog.windowTitle()))
+            try:
+                handle(dialog)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by check()
+                self.errors.append(exc)
+            finally:
+                from shiboken6 import isValid
+
+                if isValid(dialog) and dialog.isVisible():  # static QFileDialogs delete themselves
+                    dialog.reject()
+
+        timer.timeout.connect(poll)
+        timer.start()
+        self._timer = timer  # keep it alive
+
+    def check(self) -> None:
+        timer = getattr(self, "_timer", None)
+        if timer is not None and timer.isActive():
+            timer.stop()
+            self.errors.append(AssertionError("the expected dialog never opened"))
+        if self.errors:
+            first, self.errors = self.errors[0], []
+            raise first
+
+
+@pytest.fixture
+def modal(qtbot):
+    driver = ModalDriver(qtbot)
+    yield driver
+    driver.check()
+
+
+def type_into(dialog, text: str, select_all: bool = True) -> None:
+    """Type text into the dialog's focused field, as a user would (replacing what is selected)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    field = dialog.focusWidget()
+    assert field is not None, f"nothing has the keyboard focus in {dialog.windowTitle()!r}"
+    if select_all:
+        QTest.keyClick(field, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    QTest.keyClicks(field, text)
+
+
+def key(dialog, keys: str) -> None:
+    """Press keys in the dialog's focused widget ("Return", "Escape", "Tab", "Space", "Shift+Return")."""
+    from PySide6.QtGui import QKeySequence
+    from PySide6.QtTest import QTest
+
+    combo = QKeySequence(keys)[0]
+    QTest.keyClick(dialog.focusWidget() or dialog, combo.key(), combo.keyboardModifiers())
+
+
+def save_file_as(path):
+    """A ModalDriver handler for a file dialog: type the path and press Enter."""
+    def handle(dialog):
+        type_into(dialog, str(path))
+        key(dialog, "Return")
+    return handle

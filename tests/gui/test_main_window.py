@@ -94,13 +94,17 @@ def test_detail_shows_evidence_and_reviews_are_stored(qtbot, imported):
     detail = window.detail_view
     assert detail.title.text() == rec.specimen_id
     assert detail.calls.item(3, 1).text() == rec.taxonomy.species  # species row
-    assert detail.matches.rowCount() > 0 and detail.matches.item(0, 2).text() == rec.taxonomy.species
+    assert detail.matches.rowCount() > 0 and detail.matches.item(0, 3).text() == rec.taxonomy.species
     assert "bp after cleaning" in detail.sequence.toPlainText()
     qtbot.waitUntil(lambda: detail.photo.has_photo, timeout=10_000)  # its photo, loaded off-thread
 
+    sid = detail.specimen_id
     detail.accept_button.click()
+    assert detail.specimen_id != sid  # Accept moved on to the next specimen needing review
+    window.results_view.select_specimen(sid)
+    window.show_specimen(sid)
     override = {"genus": rec.taxonomy.genus, "species": f"{rec.taxonomy.genus} sp. nov. A"}
-    assert window.submit_review(detail.specimen_id, "override", override, "checked genitalia")
+    assert window.submit_review(sid, "override", override, "checked genitalia")
     row = find_row(window.results_model, rec.specimen_id)
     assert window.results_model.data(window.results_model.index(row, COL["Species"])) == override["species"]
     assert window.results_model.data(window.results_model.index(row, COL["Review"])) == "Overridden"
@@ -158,7 +162,7 @@ def test_cancelled_import_can_be_resumed(qtbot, window, specimen_folder):
         task.signals.progress.connect(lambda *a: task.cancel(), Qt.ConnectionType.DirectConnection)
     assert blocker.args[0] is None
     assert "cancelled" in window.import_panel.title.text()
-    assert window.act_resume.isEnabled() and not window.import_panel.resume_button.isHidden()
+    assert window.actions["resume_import"].isEnabled() and not window.import_panel.resume_button.isHidden()
     assert window.results_model.rowCount() < facts["specimens"]
     with qtbot.waitSignal(window.importFinished, timeout=120_000) as blocker:
         window.import_panel.resume_button.click()
