@@ -26,9 +26,9 @@ import numpy as np
 
 from engine.assign import (DEFAULT_MIN_CONFIDENCE, TEMPERATURES, Assigner, Candidates, _fit_logistic,
                            best_threshold, vote)
-from engine.errors import BioscanError, LibraryError, ModelPackError
+from engine.errors import BioscanError, LibraryError, ModelPackError, TransientError, is_transient
 from engine.identify import TOP_K, Identification
-from engine.io.images import LabelledPhoto, load_photo
+from engine.io.images import LabelledPhoto, check_photo
 from engine.library import ReferenceLibrary, ReferenceRecord
 from engine.progress import ProgressCallback, report
 from engine.records import RANKS, REPORTED_MATCHES, Call, Match, RankCall, Taxonomy
@@ -39,6 +39,7 @@ CALIBRATION_KEY = "calibration.image"
 _NEVER = -2.0  # below any cosine: never "absent"
 _ALWAYS_ABSENT = 2.0  # above any cosine: BINs are never called from photos
 _UNCALLED = [-10.0, 0.0, 0.0]  # logistic giving ~0 confidence: genus and species are never called
+PHOTO_BATCH = 32  # photos decoded, embedded and matched at a time: identify's memory is one batch
 
 
 def centred(matrix: np.ndarray, center: np.ndarray) -> np.ndarray:
@@ -172,35 +173,77 @@ class ImageIdentifier:
         self.assigner = Assigner(calibration, min_confidence=min_confidence)
 
     def match(self, images: Sequence, progress: ProgressCallback = None,
-              embeddings: np.ndarray | None = None) -> list[tuple[Call, list[Match]]]:
-        """Calls (order and family) and ranked matches for 8-bit RGB PIL images (embedded here
-        unless ``embeddings`` are given: the importer embeds once and stores what it embedded)."""
+              embeddings: np.ndarray | None = None) -> list[tuple[Call, list[Match]] | BioscanError]:
+        """Calls (order and family) and ranked matches for 8-bit RGB PIL images, one per image.
+
+        The images are embedded here unless ``embeddings`` are given (the importer embeds once and
+        stores what it embedded). A photo the image model fails on (Pillow, numpy, onnxruntime: its
+        batch is retried photo by photo), or whose given embedding is not finite, gets a
+        BioscanError in its place: a TransientError (worth a retry on the next run) when
+        engine.errors.is_transient says so.
+        """
         if not len(images):
             return []
-        emb = self.encoder.embed(images, progress=progress) if embeddings is None else embeddings
-        sims, pos = self.index.search(emb, self.k)
-        out = []
-        for q in range(len(images)):
-            tax = [self.refs.taxonomy[c] for c in pos[q]]
-            votes = [self.vote_taxonomy[c] for c in pos[q]]
-            call = _photo_call(self.assigner.assign(Candidates(votes, sims[q], "similarity")))
-            out.append((call, [Match(self.refs.record_ids[c], tax[i], float(sims[q][i]))
-                               for i, c in enumerate(pos[q][:REPORTED_MATCHES])]))
+        failures: dict[int, Exception] = {}
+        if embeddings is None:
+            emb = self.encoder.embed(images, progress=progress, failures=failures)
+        else:
+            emb = np.asarray(embeddings, dtype=np.float32)
+            failures = {q: ValueError("the image model gave a non-finite embedding")
+                        for q in np.flatnonzero(~np.isfinite(emb).all(axis=1)).tolist()}
+        good = [q for q in range(len(images)) if q not in failures]
+        out: list[tuple[Call, list[Match]] | BioscanError] = [_photo_failure(failures[q]) if q in failures else None
+                                                              for q in range(len(images))]
+        if not good:
+            return out
+        sims, pos = self.index.search(emb[good], self.k)
+        for row, q in enumerate(good):
+            tax = [self.refs.taxonomy[c] for c in pos[row]]
+            votes = [self.vote_taxonomy[c] for c in pos[row]]
+            call = _photo_call(self.assigner.assign(Candidates(votes, sims[row], "similarity")))
+            out[q] = (call, [Match(self.refs.record_ids[c], tax[i], float(sims[row][i]))
+                             for i, c in enumerate(pos[row][:REPORTED_MATCHES])])
         return out
 
     def identify(self, paths: Sequence[str | Path], progress: ProgressCallback = None) -> list[Identification]:
-        """One Identification (modality "image") per photo file, in order; unreadable files are error rows."""
-        results, images, todo = [], [], []
-        for p in map(Path, paths):
-            try:
-                images.append(load_photo(p))
-                todo.append(len(results))
-                results.append(Identification(p.stem, str(p), "image"))
-            except BioscanError as exc:
-                results.append(Identification(p.stem, str(p), "image", error=str(exc)))
-        for i, (call, matches) in zip(todo, self.match(images, progress)):
-            results[i].call, results[i].matches = call, matches
+        """One Identification (modality "image") per photo file, in order; bad files are error rows.
+
+        Photos are read (engine.io.images.check_photo), embedded and matched PHOTO_BATCH at a
+        time and dropped before the next batch is read, so memory does not grow with their number.
+        """
+        paths = [Path(p) for p in paths]
+        side = self.encoder.preprocess.decode_side
+        results: list[Identification] = []
+        for start in range(0, len(paths), PHOTO_BATCH):
+            rows, images = [], []
+            for p in paths[start: start + PHOTO_BATCH]:
+                row = Identification(p.stem, str(p), "image")
+                results.append(row)
+                try:
+                    images.append(check_photo(p, min_side=side)[0])
+                    rows.append(row)
+                except BioscanError as exc:
+                    row.error = str(exc)
+            for row, result in zip(rows, self.match(images)):
+                if isinstance(result, BioscanError):
+                    row.error = f"{Path(row.source_file).name}: {result}"
+                else:
+                    row.call, row.matches = result
+            images.clear()
+            report(progress, len(results), len(paths), "identifying photos")
         return results
+
+
+def _photo_failure(exc: Exception) -> BioscanError:
+    """A photo's own failure in the image model, as the error its row shows."""
+    detail = f"{type(exc).__name__}: {exc}"
+    if is_transient(exc):
+        error: BioscanError = TransientError(f"image identification failed for now ({detail}); "
+                                             "it is tried again on the next run")
+    else:
+        error = BioscanError(f"image identification failed ({detail})")
+    error.__cause__ = exc
+    return error
 
 
 def add_photos(library: ReferenceLibrary, photos: Sequence[LabelledPhoto], encoder,
@@ -216,18 +259,21 @@ def add_photos(library: ReferenceLibrary, photos: Sequence[LabelledPhoto], encod
             skipped.append((p.specimen_id, "no order in the labels table"))
         else:
             usable.append(p)
+    side = encoder.preprocess.decode_side
     for start in range(0, len(usable), batch):
         chunk, images = [], []
         for p in usable[start: start + batch]:
             try:
-                images.append(load_photo(p.path))
+                images.append(check_photo(p.path, min_side=side)[0])
                 chunk.append(p)
             except BioscanError as exc:
                 skipped.append((p.specimen_id, str(exc)))
         if chunk:
-            emb = encoder.embed(images)
+            failures: dict[int, Exception] = {}
+            emb = encoder.embed(images, failures=failures)
+            skipped.extend((chunk[i].specimen_id, str(_photo_failure(exc))) for i, exc in failures.items())
             added += library.add((ReferenceRecord(p.specimen_id, p.taxonomy, e, None, source=p.path.name)
-                                  for p, e in zip(chunk, emb)), encoder)
+                                  for i, (p, e) in enumerate(zip(chunk, emb)) if i not in failures), encoder)
         report(progress, min(start + batch, len(usable)), len(usable), f"added {added} photo references")
     if added:
         calibrate_photo_library(library)
