@@ -7,14 +7,19 @@ the strand: a reverse-complemented barcode has stops in all three forward frames
 from __future__ import annotations
 
 import re
+from typing import Iterable, Iterator
 
 import numpy as np
 
-from engine.records import BarcodeQC
+from engine.records import Barcode, BarcodeQC, RecordError
 
 IUPAC_DNA = set("ACGTURYSWKMBDHVN")
 GAP_CHARS = "-.~"
 MIN_LENGTH = 100  # shorter than this is too little to identify from
+# Longer than any COI barcode: the full COI gene is ~1,540 bp and a whole mitogenome ~16 kb; a
+# longer "barcode" is a contig, a genome assembly or a file joined onto one line, which the encoder
+# would silently truncate. Identify, import and library build all refuse it here.
+MAX_SEQUENCE_LENGTH = 10_000
 BIN_MIN_LENGTH = 500  # BOLD assigns BINs only to barcodes of at least 500 bp
 AMBIGUOUS_WARN = 0.01
 AMBIGUOUS_MAX = 0.5
@@ -61,8 +66,38 @@ def reverse_complement(seq: str) -> str:
     return seq.translate(_COMPLEMENT)[::-1]
 
 
-def check_barcode(raw: str) -> BarcodeQC:
-    """Clean one barcode and report its QC flags, or an error for non-DNA input."""
+def sequence_length(raw: str) -> int:
+    """Characters of ``raw`` that are not whitespace, counted without copying it."""
+    return len(raw) - sum(raw.count(c) for c in " \t\n\r\v\f")
+
+
+def too_long_error(length: int, max_length: int = MAX_SEQUENCE_LENGTH) -> str:
+    """The QC error of a sequence of ``length`` characters above ``max_length``."""
+    return (f"{length:,} bp: longer than any COI barcode (max {max_length:,} bp); "
+            "is this a genome assembly or several sequences joined?")
+
+
+def overlong_as_errors(records: Iterable[Barcode | RecordError],
+                       max_length: int = MAX_SEQUENCE_LENGTH) -> Iterator[Barcode | RecordError]:
+    """``records`` as read, each barcode longer than ``max_length`` replaced by a RecordError
+    (check_barcode's message) as it passes, so that a list of them holds no such sequence."""
+    for rec in records:
+        if isinstance(rec, Barcode) and len(rec.sequence) > max_length:
+            length = sequence_length(rec.sequence)
+            if length > max_length:
+                rec = RecordError(rec.specimen_id, rec.source_file, too_long_error(length, max_length))
+        yield rec
+
+
+def check_barcode(raw: str, max_length: int = MAX_SEQUENCE_LENGTH) -> BarcodeQC:
+    """Clean one barcode and report its QC flags, or an error for non-DNA or overlong input.
+
+    A sequence longer than ``max_length`` is refused before any copy of it is made.
+    """
+    if len(raw) > max_length:
+        length = sequence_length(raw)
+        if length > max_length:
+            return BarcodeQC("", length, length, 0.0, error=too_long_error(length, max_length))
     text = re.sub(r"\s+", "", raw).upper()
     raw_length = len(text)
     if not text:

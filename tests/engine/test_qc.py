@@ -61,3 +61,23 @@ def test_a_sequence_with_no_reading_frame_is_flagged():
     few = SEQ[:300] + "TAA" + SEQ[303:330] + "TAG" + SEQ[333:]
     qc = check_barcode(few)
     assert qc.ok and qc.stop_codons == 2 and "stop_codons" in qc.flags and "no_reading_frame" not in qc.flags
+
+
+def test_a_sequence_longer_than_any_barcode_is_refused_by_qc():
+    from engine.qc import MAX_SEQUENCE_LENGTH, overlong_as_errors
+    from engine.records import Barcode, RecordError
+
+    assembly = "ACGTTGCA" * 600_000  # 4.8 Mbp
+    qc = check_barcode(assembly)
+    assert not qc.ok and qc.sequence == "" and qc.length == len(assembly)
+    assert qc.error == (f"4,800,000 bp: longer than any COI barcode (max {MAX_SEQUENCE_LENGTH:,} bp); "
+                        "is this a genome assembly or several sequences joined?")
+    # the limit counts bases, not the line breaks and spaces of a wrapped record
+    wrapped = "\n".join(SEQ[i:i + 60] for i in range(0, len(SEQ), 60)) + " " * (MAX_SEQUENCE_LENGTH + 1)
+    assert check_barcode(wrapped).ok
+    assert check_barcode(SEQ, max_length=len(SEQ) - 1).error.startswith(f"{len(SEQ)} bp: longer than any COI")
+    # in a stream of records, an overlong one is an error record as it passes (its sequence dropped)
+    records = [Barcode("a", SEQ, "f.fasta"), Barcode("big", assembly, "f.fasta"), RecordError("x", "f.fasta", "bad")]
+    out = list(overlong_as_errors(iter(records)))
+    assert out[0] is records[0] and out[2] is records[2]
+    assert isinstance(out[1], RecordError) and out[1].specimen_id == "big" and out[1].message == qc.error
