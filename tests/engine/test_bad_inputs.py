@@ -113,7 +113,7 @@ def test_bad_inputs_become_specific_error_rows(corpus, tmp_path, tiny_library, t
         assert {r.specimen_id for r in known[2:7]} <= set(good)  # rows.tsv's good rows, the unicode FASTA
         meta = next(f for f in p.files() if f["name"] == "meta data.tsv")
         assert (meta["status"], meta["records"], meta["done"]) == ("ok", 7, 1)  # streamed in chunks of 3
-        assert meta["error"] == "1 malformed rows skipped (line 9: expected 3 fields, found 2)"
+        assert meta["error"] == "1 malformed rows skipped (line 9: malformed row: expected 3 fields, found 2)"
         rotated = p.specimen("rotated").items[0]
         assert (rotated["width"], rotated["height"], rotated["exif_orientation"]) == (20, 40, 6)
         assert p.specimen("multipage").items[0]["frames"] == 2
