@@ -18,10 +18,11 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 
-from engine.errors import BioscanError
+from engine.errors import BioscanError, is_transient
 from engine.progress import Cancelled, ProgressCallback, report
 from engine.project.database import Project, open_project
 from engine.project.writer import ItemResult, ProjectWriter
+from engine.qc import MAX_SEQUENCE_LENGTH
 from engine.records import REPORTED_MATCHES, Barcode, Call, Match, RecordError
 from engine.project.scan import NOT_AN_INPUT, ScannedFile, photo_key, scan_folders
 
@@ -53,7 +54,7 @@ class ImportSettings:
     photo_batch_size: int = 32  # photos decoded at once (bounds memory with big TIFFs)
     metadata_batch_size: int = 5000  # metadata-table rows per transaction
     keep_matches: int = REPORTED_MATCHES  # reference matches stored per item
-    max_sequence_length: int = 10_000  # longer "barcodes" are errors (COI-5P is ~658 bp)
+    max_sequence_length: int = MAX_SEQUENCE_LENGTH  # longer "barcodes" are errors (engine.qc)
 
 
 @dataclass
@@ -68,6 +69,7 @@ class ImportReport:
     files_duplicate: int = 0  # same content (sha256) as a file imported before from another path
     files_moved: int = 0  # imported before from a path that no longer exists: the project follows it
     retry: int = 0  # items left for the next run after a transient failure (memory, disk)
+    records_skipped: int = 0  # records of other markers or without a sequence (not errors; see notes)
     message: str = ""
     notes: list[str] = field(default_factory=list)  # what the user should know (photos not identified, ...)
 
@@ -117,17 +119,6 @@ def _content_key(w: "_Work") -> tuple[str, str]:
     says which specimen it shows)."""
     kind = w.scanned.kind
     return w.sha256, kind + (":" + w.scanned.path.name if kind == "photo" else "")
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """Failures of the machine, not of the input: the item is retried by the next run, not stored as its error."""
-    import errno
-
-    if isinstance(exc, MemoryError):
-        return True
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EIO, errno.ENOMEM, errno.EDQUOT):
-        return True
-    return "Failed to allocate memory" in str(exc) or "bad_alloc" in str(exc)  # ONNX Runtime's wording
 
 
 def _file_sha256(path: Path) -> str:
@@ -276,7 +267,7 @@ class _Importer:
                     self._write_file_failure(w, w.error)
             metadata_work = [w for w in work if w.scanned.kind == "metadata" and not w.error]
             self._import_metadata(metadata_work)
-            self._import_barcodes(barcode_work)
+            self._import_barcodes(barcode_work, result)
             self._import_photos(photo_work)
             if metadata_work or barcode_work:  # new ids may adopt photos imported before
                 self.writer.attach_orphan_photos(self._resolve_orphan)
@@ -302,7 +293,8 @@ class _Importer:
                                                              "files_ignored": result.files_ignored,
                                                              "files_duplicate": result.files_duplicate,
                                                              "files_moved": result.files_moved,
-                                                             "retry": self.retry}, message)
+                                                             "retry": self.retry,
+                                                             "records_skipped": result.records_skipped}, message)
                 self.project.checkpoint()  # the import's work into the project file itself (copies see it)
         report(self.progress, self.total, self.total, "imported")
         return result
@@ -457,21 +449,26 @@ class _Importer:
             self._tick(len(rows), "reading metadata")
 
     # -- barcodes -------------------------------------------------------------------------------
-    def _records(self, w: _Work) -> Iterator[Barcode | RecordError | _FileFailure]:
+    def _records(self, w: _Work, stats) -> Iterator[Barcode | RecordError | _FileFailure]:
         from engine.io import read_barcodes
 
         try:
-            yield from read_barcodes(w.scanned.path)
-        except (BioscanError, OSError) as exc:
+            yield from read_barcodes(w.scanned.path, stats)
+        except (Cancelled, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a file the reader cannot take is that file's error
             yield _FileFailure(_read_error(exc))
 
-    def _import_barcodes(self, work: list[_Work]) -> None:
+    def _import_barcodes(self, work: list[_Work], result: ImportReport) -> None:
+        from engine.io import ReadStats
+
         batch: list[tuple[_Work, Barcode | RecordError]] = []
         finished: list[int] = []
         for w in work:
             seen_keys: dict[str, int] = {}
             any_record = False
-            for rec in self._records(w):
+            stats = ReadStats()
+            for rec in self._records(w, stats):
                 if isinstance(rec, _FileFailure):
                     if any_record:  # part of the file was read: keep it, add an error for the rest
                         rec = RecordError(f"{w.scanned.path.stem}#error", str(w.scanned.path), rec.message)
@@ -493,6 +490,9 @@ class _Importer:
                     batch, finished = [], []
             else:
                 finished.append(w.file_id)
+            if stats.skipped:  # other markers, records without a sequence: counted, not errors
+                result.records_skipped += sum(stats.skipped.values())
+                result.notes.append(f"{w.scanned.path.name}: {stats.summary()}")
         self._flush_barcodes(batch, finished)
 
     def _flush_barcodes(self, batch: list[tuple[_Work, Barcode | RecordError]], finished: list[int]) -> None:
@@ -503,7 +503,6 @@ class _Importer:
             return
         items: list[ItemResult] = []
         to_match: list[int] = []
-        limit = self.settings.max_sequence_length
         for w, rec in batch:
             key = self.writer.resolve_key(rec.specimen_id)
             if isinstance(rec, RecordError):
@@ -513,17 +512,14 @@ class _Importer:
             given = {k: v for k, v in rec.taxonomy.as_dict().items() if v} if rec.taxonomy else {}
             item = ItemResult(w.file_id, rec.specimen_id, key, "dna", "error", file_sha256=w.sha256,
                               processid=key, sampleid=rec.sampleid, given=given,
+                              metadata=dict(getattr(rec, "metadata", None) or {}),
                               aliases={rec.sampleid: "sampleid"} if rec.sampleid else {})
-            if len(rec.sequence) > limit:
-                item.error = (f"sequence too long: {len(rec.sequence):,} characters "
-                              f"(a COI-5P barcode is about 658 bp; the limit is {limit:,})")
+            item.qc = check_barcode(rec.sequence, max_length=self.settings.max_sequence_length)
+            if item.qc.ok:
+                item.status = "pending"
+                to_match.append(len(items))
             else:
-                item.qc = check_barcode(rec.sequence)
-                if item.qc.ok:
-                    item.status = "pending"
-                    to_match.append(len(items))
-                else:
-                    item.error = f"QC: {item.qc.error}"
+                item.error = f"QC: {item.qc.error}"
             rec.sequence = ""  # free big strings early
             items.append(item)
         if to_match:
@@ -555,7 +551,7 @@ class _Importer:
         except (Cancelled, KeyboardInterrupt):
             raise
         except Exception as exc:  # noqa: BLE001 - recorded on the items, never the run's end
-            if _is_transient(exc):
+            if is_transient(exc):
                 for it in items:
                     it.status, it.error = "retry", f"{failure}: {type(exc).__name__}: {exc}"
                 return
@@ -566,7 +562,11 @@ class _Importer:
             for it in items:
                 it.status, it.error = "error", f"{failure}: {type(exc).__name__}: {exc}"
             return
-        for n, (it, (call, matches)) in enumerate(zip(items, results)):
+        for n, (it, res) in enumerate(zip(items, results)):
+            if isinstance(res, BaseException):  # ImageIdentifier: this photo alone failed
+                it.status, it.error = ("retry" if is_transient(res) else "error"), f"{failure}: {res}"
+                continue
+            call, matches = res
             it.call, it.matches, it.call_modality = call, matches, call_modality
             it.status = "novel" if call.novel else "ok"
             if embeddings is not None and len(embeddings) == len(items):
@@ -591,8 +591,12 @@ class _Importer:
         return self.writer.resolve_key(key) if paired else None
 
     def _import_photos(self, work: list[_Work]) -> None:
+        from engine.io.images import check_photo
+
         self.phase = "checking photos"
         size = self.settings.photo_batch_size
+        preprocess = getattr(getattr(self.image_identifier, "encoder", None), "preprocess", None)
+        decode_side = getattr(preprocess, "decode_side", 0)  # large JPEGs decoded near the model's size
         for start in range(0, len(work), size):
             chunk = work[start:start + size]
             items, images = [], []
@@ -600,14 +604,12 @@ class _Importer:
                 key, _ = photo_key(w.scanned.path.stem, w.scanned.path.parent.name, self._is_known)
                 item = ItemResult(w.file_id, "", self.writer.resolve_key(key), "photo", "error", file_sha256=w.sha256)
                 try:
-                    image, item.photo = _check_photo(w.scanned.path)
+                    image, item.photo = check_photo(w.scanned.path, min_side=decode_side)
                     item.status = "pending"
                     if self.image_identifier is not None:
                         images.append((item, image))
                 except BioscanError as exc:
-                    item.error = str(exc)
-                except OSError as exc:
-                    item.error = f"{w.scanned.path.name}: {_read_error(exc)}"
+                    item.status, item.error = ("retry" if is_transient(exc) else "error"), str(exc)
                 items.append(item)
             if images:
                 self._match_photos(images)
@@ -620,18 +622,3 @@ class _Importer:
         # a failing image model leaves the photos stored and checked: their status says why
         self._match(self.image_identifier, [it for it, _ in images], [im for _, im in images], "image",
                     "image identification failed")
-
-
-def _check_photo(path: Path) -> tuple[Any, dict[str, Any]]:
-    """load_photo's 8-bit RGB image plus the facts the GUI shows (format, mode, frames, orientation)."""
-    from PIL import Image
-
-    from engine.io.images import load_photo
-
-    image = load_photo(path)  # raises InputFormatError with the specific reason
-    facts: dict[str, Any] = {"width": image.width, "height": image.height}
-    with contextlib.suppress(Exception), Image.open(path) as raw:
-        facts.update(image_format=raw.format or "", image_mode=raw.mode,
-                     frames=int(getattr(raw, "n_frames", 1)),
-                     exif_orientation=int(raw.getexif().get(0x0112, 1)))
-    return image, facts

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from engine.io.barcodes import FASTA_SUFFIXES, TABLE_SUFFIXES
+from engine.io.barcodes import BARCODE_SUFFIXES, TABLE_SUFFIXES
 from engine.io.images import PHOTO_SUFFIXES
 
 # Where a photo name may be cut to find the specimen id it starts with.
@@ -43,28 +43,35 @@ def _suffix(name: str) -> str:
 
 
 def classify(path: Path) -> ScannedFile | None:
-    """What an input file is, or None when it is not an input (ignored)."""
+    """What an input file is, or None when it is not an input (ignored).
+
+    Barcode files the reader refuses (FASTQ, Excel, traces) are classified as barcode files so
+    that their error row says what to give instead; a table is a barcode file or metadata by its
+    columns, and a FASTA saved as ``.txt`` or ``.tsv`` is a barcode file.
+    """
+    from engine.errors import InputFormatError
+    from engine.io import read_table, sniff
+
     suffix = _suffix(path.name)
     if suffix in PHOTO_SUFFIXES and not path.name.lower().endswith(".gz"):
         return ScannedFile(path, "photo")
-    if suffix in FASTA_SUFFIXES:
+    if suffix in BARCODE_SUFFIXES and suffix not in TABLE_SUFFIXES:
         return ScannedFile(path, "barcodes")
-    if suffix in TABLE_SUFFIXES:
-        from engine.errors import InputFormatError
-        from engine.io import read_table
-
-        try:
-            table = read_table(path)
-        except InputFormatError as exc:
-            if suffix == ".txt":  # a .txt is more often a note than a table: ignore it
-                return None
-            return ScannedFile(path, "barcodes", error=str(exc))
-        except OSError as exc:
-            return ScannedFile(path, "barcodes", error=f"cannot read file: {exc.strerror or exc}")
-        except Exception as exc:  # noqa: BLE001 - a damaged file is that file's error row, not the scan's end
-            return ScannedFile(path, "barcodes", error=f"cannot read file: {type(exc).__name__}: {exc}")
-        return ScannedFile(path, "metadata" if table.dialect == "metadata" else "barcodes")
-    return None
+    if suffix not in TABLE_SUFFIXES:
+        return None
+    try:
+        if sniff(path).kind != "table":
+            return ScannedFile(path, "barcodes")
+        table = read_table(path)
+    except InputFormatError as exc:
+        if suffix == ".txt":  # a .txt is more often a note than a table: ignore it
+            return None
+        return ScannedFile(path, "barcodes", error=str(exc))
+    except OSError as exc:
+        return ScannedFile(path, "barcodes", error=f"cannot read file: {exc.strerror or exc}")
+    except Exception as exc:  # noqa: BLE001 - a damaged file is that file's error row, not the scan's end
+        return ScannedFile(path, "barcodes", error=f"cannot read file: {type(exc).__name__}: {exc}")
+    return ScannedFile(path, "metadata" if table.dialect == "metadata" else "barcodes")
 
 
 def scan_folders(paths: Sequence[str | Path]) -> ScanResult:

@@ -38,6 +38,7 @@ class ItemResult:
     embedding: np.ndarray | None = None
     model_sha256: str = ""
     given: dict[str, str] = field(default_factory=dict)  # taxonomy given in the input row
+    metadata: dict[str, str] = field(default_factory=dict)  # collection data of the input row (BOLD: country, ...)
     aliases: dict[str, str] = field(default_factory=dict)  # alias -> source ("sampleid", ...)
 
     def __post_init__(self) -> None:
@@ -251,16 +252,19 @@ def _specimen_for(conn: sqlite3.Connection, it: ItemResult, run_id: int, stamp: 
     processid = it.processid or (meta[1] if meta else "")
     sampleid = it.sampleid or (meta[2] if meta else "")
     row = conn.execute("SELECT id FROM specimens WHERE specimen_key = ?", [it.specimen_key]).fetchone()
+    # a metadata table's row wins over the collection data a barcode file carries (BOLD packages)
+    metadata = meta[0] if meta else (json.dumps(it.metadata) if it.metadata else None)
     if row is None:
         cur = conn.execute(
             "INSERT INTO specimens (specimen_key, processid, sampleid, status, metadata, run_id, created_at, "
             "updated_at, review, n_errors) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, '', 0)",
-            [it.specimen_key, processid, sampleid, meta[0] if meta else None, run_id, stamp, stamp])
+            [it.specimen_key, processid, sampleid, metadata, run_id, stamp, stamp])
         sid = cur.lastrowid
     else:
         sid = row[0]
         conn.execute("UPDATE specimens SET processid = COALESCE(NULLIF(processid, ''), ?), "
-                     "sampleid = COALESCE(NULLIF(sampleid, ''), ?) WHERE id = ?", [processid, sampleid, sid])
+                     "sampleid = COALESCE(NULLIF(sampleid, ''), ?), metadata = COALESCE(metadata, ?) WHERE id = ?",
+                     [processid, sampleid, metadata, sid])
     _add_aliases(conn, it.specimen_key, it.aliases)
     return sid
 
@@ -285,8 +289,9 @@ def _insert_item(conn: sqlite3.Connection, sid: int, it: ItemResult, run_id: int
         "given": json.dumps(it.given) if it.given else None,
         "run_id": run_id, "created_at": stamp,
     }
-    cur = conn.execute(f"INSERT INTO items ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                       list(row.values()))
+    # any text may carry a file name that is not valid UTF-8 (an error message naming the file)
+    values = [db_text(v) if isinstance(v, str) else v for v in row.values()]
+    cur = conn.execute(f"INSERT INTO items ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", values)
     return cur.lastrowid
 
 

@@ -13,13 +13,14 @@ from PIL import Image
 from engine.project.importer import ImportSettings, import_folders
 from engine.project import ProjectError, SpecimenFilter, open_project
 from tests.engine.test_importer import synthetic_plate
+from tests.engine.test_bad_images import textured
 from tests.synthetic import write_fasta, write_tsv
 
 SETTINGS = ImportSettings(batch_size=16, metadata_batch_size=3, device="cpu")
 
 
 def jpeg_bytes(size=(80, 60), exif_orientation: int | None = None) -> bytes:
-    img = Image.new("RGB", size, (30, 160, 90))
+    img = textured(size)  # a photo-like picture: a blank one is refused as showing no specimen
     buf = io.BytesIO()
     if exif_orientation:
         exif = Image.Exif()
@@ -44,8 +45,10 @@ def corpus(tmp_path, synthetic_split):
     damaged = bytearray(tif.getvalue())
     damaged[10:200] = b"\x5a" * 190  # valid header and tags, LZW data that cannot decode
     (d / "unreadable.tif").write_bytes(bytes(damaged))
-    Image.new("I;16", (40, 30), 40000).save(d / "sixteen bit.tif")
-    pages = [Image.new("RGB", (20, 10), c) for c in ((255, 0, 0), (0, 255, 0))]
+    ramp = Image.new("I;16", (40, 30))
+    ramp.putdata([(i * 50) % 65536 for i in range(40 * 30)])
+    ramp.save(d / "sixteen bit.tif")
+    pages = [textured((40, 30), seed=i) for i in range(2)]
     pages[0].save(d / "multipage.tiff", save_all=True, append_images=pages[1:])
     (d / "rotated.jpg").write_bytes(jpeg_bytes((40, 20), exif_orientation=6))
     (d / "Ämeise nr 1 (Kopie).jpg").write_bytes(jpeg_bytes())
@@ -94,7 +97,7 @@ def test_bad_inputs_become_specific_error_rows(corpus, tmp_path, tiny_library, t
             "binary.fasta": "binary data",
             "protein.fasta#prot1": "QC: not a DNA sequence",
             "not coi.fasta#noise1": "QC: no reading frame",
-            "huge line.fasta#huge1": "sequence too long: 50,000,000 characters",
+            "huge line.fasta#huge1": "QC: 50,000,000 bp: longer than any COI barcode (max 10,000 bp)",
             f"dupes.fasta#{make_key(corpus)}#2": "duplicate FASTA id",
             "rows.tsv#rows:line5": "line 5: malformed row: expected 7 fields, found 3",
             "nonsense.csv": "no recognised columns",

@@ -283,3 +283,57 @@ def test_import_settings_are_one_object_for_every_front_end():
     assert import_settings(user) == dataclasses.replace(
         ImportSettings(), library="/labs/my.db", dna_model="/p/dna", image_model="/p/img", min_confidence=0.7,
         device="cpu")
+
+
+def test_a_bold_data_package_and_a_bold_fasta_import_as_specimens_with_their_collection_data(
+        tmp_path, tiny_library, tiny_dna_pack):
+    from tests.engine.test_formats import bcdm_rows, write_bcdm
+
+    root = tmp_path / "plate"
+    root.mkdir()
+    write_bcdm(root / "BOLD_Public.18-Dec-2023.tsv.gz", bcdm_rows())
+    seq = make_barcodes(genera=1, species_per_genus=1, records_per_species=1, seed=9)[0].sequence
+    (root / "bold.fas").write_text(f">GBCOU2225-13|Apion frumentarium|COI-5P|KF123456\n{seq}\n"
+                                   f">GBCOU9999-13|Apion sp.|COI-3P|\n{seq}\n", encoding="utf-8")
+    make_photo("Synthidae0", np.random.default_rng(1)).save(root / "GBCOU2225-13_dorsal.jpg")
+    settings = ImportSettings(library=str(tiny_library), dna_model=str(tiny_dna_pack), device="cpu",
+                              identify_photos=False)
+    rep = import_folders([root], tmp_path / "p.db", settings)
+    assert rep.records_skipped == 3  # a COI-3P and a record without a sequence in the package, a COI-3P in the FASTA
+    assert any("BOLD_Public.18-Dec-2023.tsv.gz: 3 COI-5P read; 2 skipped: 1 COI-3P, 1 no sequence" in n
+               for n in rep.notes), rep.notes
+    with open_project(tmp_path / "p.db", readonly=True) as p:
+        keys = {r["specimen_key"] for r in p.list_specimens(limit=50)}
+        assert keys == {"AAASF004-17", "AACTA051-20", "AACTA054-20", "GBCOU2225-13"}
+        weevil = p.specimen("GBCOU2225-13")
+        assert weevil.specimen["modalities"] == "dna+photo"  # the photo paired with the processid
+        dna = next(i for i in weevil.items if i["modality"] == "dna")
+        assert dna["given"]["genus"] == "Apion" and dna["given"]["species"] == "Apion frumentarium"
+        fly = p.specimen("AAASF004-17").specimen
+        assert fly["sampleid"] == "CBGSFMX-0301"
+        assert fly["metadata"]["country"] == "Mexico" and fly["metadata"]["collectors"] == "E. Lugo"
+        assert p.specimen_id("CBGSFMX-0301") == fly["id"]  # the sampleid is an alias
+
+
+def test_the_shared_bold_data_packages_import(real_data, tmp_path, tiny_library, tiny_dna_pack):
+    """The two real BOLD v5 packages: every COI-5P record with a sequence becomes a specimen (first 200 rows each)."""
+    from engine.io import ReadStats, read_barcodes
+
+    root = tmp_path / "packages"
+    root.mkdir()
+    for src in sorted((real_data / "raw" / "bold_data_packages").glob("*.tsv")):
+        with open(src, encoding="utf-8") as fh:
+            (root / src.name).write_text("".join(line for _, line in zip(range(201), fh)), encoding="utf-8")
+    expected = set()
+    for f in root.iterdir():
+        stats = ReadStats()
+        expected |= {r.specimen_id for r in read_barcodes(f, stats) if isinstance(r, Barcode)}
+    assert len(expected) > 200
+    settings = ImportSettings(library=str(tiny_library), dna_model=str(tiny_dna_pack), device="cpu")
+    rep = import_folders([root], tmp_path / "p.db", settings)
+    assert rep.status == "completed"
+    with open_project(tmp_path / "p.db", readonly=True) as p:
+        stored = {r["specimen_key"] for r in p.iter_specimens()}
+        assert expected <= stored
+        with_country = sum(1 for r in p.iter_specimens() if (r["metadata"] or {}).get("country"))
+        assert with_country >= len(expected) * 0.9

@@ -23,9 +23,12 @@ from tests.synthetic import make_barcodes, write_fasta, write_tsv
 REPO = Path(__file__).resolve().parents[2]
 
 
-def photo(path: Path, size=(64, 48), color=(200, 120, 40)) -> Path:
+def photo(path: Path, size=(64, 48), seed: int = 0) -> Path:
+    """A photo-like picture (a blank one is refused as showing no specimen)."""
+    from tests.engine.test_bad_images import textured
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, color).save(path)
+    textured(size, seed=seed).save(path)
     return path
 
 
@@ -304,7 +307,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path, tiny_library, tiny_dna_p
     """kill -9 the CLI import several times mid-run; the final resume has every record exactly once."""
     src, recs = synthetic_plate(tmp_path, records_per_species=250, seed=7, genera=4, species=3, plates=3)  # 3000
     for i in range(12):
-        photo(src / "photos" / f"{recs[i].specimen_id}.jpg", color=(i * 20, 100, 50))
+        photo(src / "photos" / f"{recs[i].specimen_id}.jpg", seed=i)
     project = tmp_path / "p.db"
     cmd = cli_import(src, project, tiny_library, tiny_dna_pack)
     env = dict(os.environ, PYTHONPATH=str(REPO))
