@@ -167,6 +167,8 @@ class ClusterMapView(QWidget):
 
         fig = Figure(figsize=(6, 5), layout="constrained")
         self._canvas = FigureCanvasQTAgg(fig)
+        # its size hint (the figure's 6x5 inches) would widen the window and squeeze the docks
+        self._canvas.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self._canvas.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.ax = fig.add_subplot()
         self.stack.addWidget(self._canvas)

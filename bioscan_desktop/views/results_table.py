@@ -229,6 +229,10 @@ class ResultsView(QWidget):
         sid = self.model.data(current, ResultsTableModel.SpecimenIdRole) if current.isValid() else None
         if sid is None:
             return
+        selection = self.table.selectionModel()
+        if not selection.isRowSelected(current.row()):  # e.g. Qt making the first row current on focus-in
+            selection.select(current, QItemSelectionModel.SelectionFlag.ClearAndSelect
+                             | QItemSelectionModel.SelectionFlag.Rows)  # the detail shows the row highlighted
         self._selected_row = current.row()
         if sid != self._selected_id:
             self._selected_id = sid

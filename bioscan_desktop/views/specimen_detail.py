@@ -74,8 +74,9 @@ class SpecimenDetailView(QWidget):
         self.calls.setFixedHeight(self.calls.horizontalHeader().sizeHint().height()
                                   + len(CALL_RANKS) * self.calls.verticalHeader().defaultSectionSize() + 4)
         hh = self.calls.horizontalHeader()
-        hh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        for c in (0, 2, 3):
+        for c in (1, 3):  # the call and its note share the width (a long override note must not hide the call)
+            hh.setSectionResizeMode(c, QHeaderView.ResizeMode.Stretch)
+        for c in (0, 2):
             hh.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
 
         self.accept_button = QPushButton("Accept call")

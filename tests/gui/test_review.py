@@ -8,7 +8,7 @@ from engine.project import open_project
 
 from bioscan_desktop.models.results_table import COLUMNS
 from bioscan_desktop.presenters import confidence_text, needs_review, shown_call
-from tests.gui.conftest import key, press, type_into
+from tests.gui.conftest import activate, key, press, type_into
 from tests.gui.test_actions import covers
 
 COL = {c.header: i for i, c in enumerate(COLUMNS)}
@@ -319,3 +319,21 @@ def test_detail_buttons_act_on_the_shown_specimen(qtbot, imported, modal):
     qtbot.mouseClick(window.detail_view.note_button, Qt.MouseButton.LeftButton)
     modal.check()
     assert annotations(window, row["id"]) == [("annotate", "via button")]
+
+
+def test_focusing_the_table_with_no_current_row_highlights_the_row_the_detail_shows(qtbot, imported, tmp_path):
+    """Qt makes the first row current (without selecting it) when the table gets the focus."""
+    window, _ = imported
+    assert window.open_project(window.project_path)  # reopened: nothing current
+    assert window.detail_view.specimen_id is None
+    activate(qtbot, window)
+    window.results_view.search.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is window.results_view.search, timeout=5_000)
+    press(qtbot, window, "Tab")  # on to the filter menus, then the table
+    for _ in range(6):
+        if QApplication.focusWidget() is window.results_view.table:
+            break
+        press(qtbot, window, "Tab")
+    assert QApplication.focusWidget() is window.results_view.table
+    qtbot.waitUntil(lambda: window.detail_view.specimen_id is not None, timeout=5_000)
+    assert_in_step(window)
