@@ -12,11 +12,15 @@ from engine import __version__
 from engine.errors import BioscanError
 
 
-def _check_out(path: str) -> None:
-    """An output in a missing folder is an error before any work starts (engine.atomic)."""
+def _check_out(path: str, inputs: list[str] = ()) -> None:
+    """Refuse, before any work starts, an output that cannot be written (engine.atomic) or would
+    replace one of the command's input files."""
     from engine.atomic import check_output_folder
 
-    check_output_folder(path)
+    out = check_output_folder(path)
+    for given in inputs:
+        if out.exists() and Path(given).is_file() and os.path.samefile(given, out):
+            raise BioscanError(f"--out {path} is one of the input files; choose another output file")
 
 
 def _warn_if_too_small(library) -> None:
@@ -35,20 +39,44 @@ def _progress(args) -> object:
     return ProgressPrinter()
 
 
-def _read_barcode_inputs(inputs: list[str], allow_none: bool = False) -> list:
-    """Barcode records of the files and folders named; a file that cannot be read becomes an error record."""
-    from engine.identify import collect_inputs
+def _scan_inputs(inputs: list[str]) -> tuple[list[Path], list[Path], dict[Path, str]]:
+    """(barcode files, photos, {file: why it cannot be read}) of the files and folders named, found
+    by the same rules as `bioscan import` (engine.project.scan): what is not a regular file (a
+    FIFO, a device) is skipped with a note; a file named on the command line is always read."""
+    from engine.project.scan import NOT_AN_INPUT, scan_folders
+
+    scan = scan_folders(inputs)
+    named = {Path(os.path.abspath(i)) for i in inputs}
+    barcode_files = [f.path for f in scan.barcodes]
+    unreadable = {f.path: f.error for f in scan.barcodes if f.error}
+    for path, why in scan.ignored:
+        if why == NOT_AN_INPUT and path in named:
+            barcode_files.append(path)  # the reader says what the file is
+        elif why != NOT_AN_INPUT:
+            print(f"bioscan: {path}: {why}", file=sys.stderr)
+    return barcode_files, [f.path for f in scan.photos], unreadable
+
+
+def _read_barcode_inputs(inputs: list[str], allow_none: bool = False, files: list[Path] | None = None,
+                         unreadable: dict[Path, str] | None = None) -> list:
+    """Barcode records of the files and folders named; a file that cannot be read becomes an error
+    record, and so does a record longer than any barcode (its sequence is not kept)."""
     from engine.io import ReadStats, read_barcodes
+    from engine.qc import overlong_as_errors
     from engine.records import RecordError
 
-    files = collect_inputs(inputs)
+    if files is None:
+        files, _, unreadable = _scan_inputs(inputs)
     if not files and not allow_none:
         raise BioscanError("no input files found (looked for FASTA/TSV/CSV in: " + ", ".join(inputs) + ")")
     records = []
     for f in files:
+        if unreadable and f in unreadable:
+            records.append(RecordError(f.name, str(f), unreadable[f]))
+            continue
         try:
             stats = ReadStats()
-            records.extend(read_barcodes(f, stats))
+            records.extend(overlong_as_errors(read_barcodes(f, stats)))
             print(f"{f.name}: {stats.summary()}", file=sys.stderr)
         except BioscanError as exc:
             records.append(RecordError(f.name, str(f), str(exc)))
@@ -62,13 +90,10 @@ def cmd_identify(args) -> int:
     from engine.export import write_csv
     from engine.identify import RESULT_COLUMNS, open_identifier
 
-    from engine.io.images import PHOTO_SUFFIXES, find_photos
-
     if args.out:
-        _check_out(args.out)
-    photos = find_photos(args.inputs)  # photos in INPUT folders get modality "image" rows
-    records = _read_barcode_inputs([i for i in args.inputs if Path(i).suffix.lower() not in PHOTO_SUFFIXES],
-                                   allow_none=bool(photos))
+        _check_out(args.out, args.inputs)
+    barcode_files, photos, unreadable = _scan_inputs(args.inputs)  # photos get modality "image" rows
+    records = _read_barcode_inputs(args.inputs, allow_none=bool(photos), files=barcode_files, unreadable=unreadable)
     ident = None
     results = []
     if records:
@@ -140,7 +165,7 @@ def cmd_cluster(args) -> int:
     from engine.export import write_csv
     from engine.identify import open_identifier
 
-    _check_out(args.out)
+    _check_out(args.out, args.inputs)
     if args.project:
         if args.inputs:
             raise BioscanError("give barcode INPUT files or --project, not both")

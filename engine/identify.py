@@ -192,23 +192,6 @@ class DnaIdentifier:
         return results
 
 
-def collect_inputs(paths: Sequence[str | Path]) -> list[Path]:
-    """Files named, and barcode files found recursively in folders named, sorted."""
-    from engine.io import BARCODE_SUFFIXES
-
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(
-                f for f in p.rglob("*")
-                if f.is_file() and f.name.lower().removesuffix(".gz").endswith(BARCODE_SUFFIXES)
-                and not f.name.startswith(".")
-            ))
-        else:
-            out.append(p)
-    return out
-
-
 def open_identifier(library_path: str | Path | None = None, model_path: str | Path | None = None,
                     device: str = "auto", min_confidence: float = DEFAULT_MIN_CONFIDENCE,
                     use_sequences: bool = True) -> DnaIdentifier:

@@ -337,3 +337,23 @@ def test_the_shared_bold_data_packages_import(real_data, tmp_path, tiny_library,
         assert expected <= stored
         with_country = sum(1 for r in p.iter_specimens() if (r["metadata"] or {}).get("country"))
         assert with_country >= len(expected) * 0.9
+
+
+def test_identify_finds_inputs_by_the_import_rules_and_skips_a_fifo(tmp_path, tiny_library, tiny_dna_pack):
+    recs = make_barcodes(genera=1, species_per_genus=2, records_per_species=2, seed=6)
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    write_fasta(root / "sub" / "saved as.txt", recs[:2])  # a FASTA saved as .txt
+    write_fasta(root / "good.fasta", recs[2:])
+    os.mkfifo(root / "pipe.fasta")
+    out = tmp_path / "r.csv"
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "identify", str(root), "--library", str(tiny_library),
+                           "--model", str(tiny_dna_pack), "--device", "cpu", "--out", str(out), "-q"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "pipe.fasta: skipped: a named pipe (FIFO), not a file" in done.stderr
+    import csv
+
+    with open(out, encoding="utf-8") as fh:
+        ids = {row["specimen_id"] for row in csv.DictReader(fh)}
+    assert ids == {r.specimen_id for r in recs}
