@@ -28,14 +28,24 @@ PARTIAL = ".partial"
 _NAME_CHARS = 40  # of the output's name kept in the temp file's (4 bytes each at most: well under NAME_MAX)
 
 
-def check_output_folder(path: str | Path) -> Path:
-    """``path`` as a Path; BioscanError unless its folder exists and it is not itself a folder."""
+def check_output_folder(path: str | Path, database: bool = False) -> Path:
+    """``path`` as a Path; BioscanError unless its folder exists and can be written, and it is
+    not a folder, nor (unless the output is itself a ``database``) a library or project it would destroy."""
+    from engine.sqlite_paths import sqlite_kind
+
     path = Path(path)
     folder = path.parent
     if not folder.is_dir():
         raise BioscanError(f"the folder {folder} does not exist: create it, or choose another output path")
     if path.is_dir():
         raise BioscanError(f"{path} is a folder: give the output a file name")
+    if not os.access(folder, os.W_OK):
+        raise BioscanError(f"cannot write into the folder {folder} (permission denied): choose another output path")
+    kind = "" if database else sqlite_kind(path)
+    if kind in ("library", "project"):
+        what = "a reference library" if kind == "library" else "a BIOSCAN project"
+        raise BioscanError(f"{path} is {what}: writing this output over it would destroy it; "
+                           "choose another file name")
     return path
 
 
@@ -137,15 +147,16 @@ def _link_no_clobber(tmp: Path, path: Path) -> None:
 
 
 @contextmanager
-def atomic_output(path: str | Path, replace: bool = True) -> Iterator[Path]:
+def atomic_output(path: str | Path, replace: bool = True, database: bool = False) -> Iterator[Path]:
     """Yield a temp path beside ``path`` to write the whole output into; on success it becomes
     ``path`` (synced to disk first), on any error or interruption it is deleted.
 
     ``replace=False``: never overwrite a file that appeared at ``path`` meanwhile (two processes
-    creating the same new library: the second gets an error, not a silent loss).
-    An OSError (or SQLite's "disk is full") while writing becomes a BioscanError naming the output.
+    creating the same new library: the second gets an error, not a silent loss). ``database``:
+    the output is a library, which may replace one (see check_output_folder). An OSError (or
+    SQLite's "disk is full") while writing becomes a BioscanError naming the output.
     """
-    path = check_output_folder(path)
+    path = check_output_folder(path, database=database)
     remove_stale_temp_files(path)
     tmp = temp_path(path)
     try:
@@ -157,10 +168,12 @@ def atomic_output(path: str | Path, replace: bool = True) -> Iterator[Path]:
             _link_no_clobber(tmp, path)
         _fsync(path.parent, directory=True)
     except (OSError, sqlite3.OperationalError) as exc:
-        _discard(tmp)
         if isinstance(exc, sqlite3.OperationalError) and "full" not in str(exc) and "I/O" not in str(exc):
+            _discard(tmp)
             raise
-        raise BioscanError(write_error_message(path, exc)) from exc
+        message = write_error_message(path, exc)  # before the temp file goes: the free space it left
+        _discard(tmp)
+        raise BioscanError(message) from exc
     except BaseException:
         _discard(tmp)
         raise

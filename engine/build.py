@@ -92,7 +92,7 @@ def calibrate_library(library: ReferenceLibrary, progress: ProgressCallback = No
 def check_library_output(out: str | Path, add: bool = False) -> Path:
     """Refuse, before any work, an OUT that cannot be built: a missing folder, an existing file
     without ``add``, or with ``add`` a file that is not a library."""
-    out = check_output_folder(out)
+    out = check_output_folder(out, database=True)
     if add:
         ReferenceLibrary.open(out).close()  # exists and is a library (LibraryError naming it otherwise)
     elif out.exists():
@@ -113,7 +113,7 @@ def library_output(out: str | Path, add: bool = False, name: str = "") -> Iterat
     """
     out = check_library_output(out, add)
     before = out.stat() if add else None
-    with atomic_output(out, replace=add) as tmp:
+    with atomic_output(out, replace=add, database=True) as tmp:
         if add:
             source = ReferenceLibrary.open_writable(out)  # writable: a crashed writer's journal is rolled back
             library = ReferenceLibrary.create_from(source, tmp)

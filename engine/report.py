@@ -2,7 +2,8 @@
 
 Written as PDF (several pages), PNG (one sheet of charts) or HTML (charts embedded, tables).
 matplotlib is imported only here and only when a report is made, through its object API
-with the Agg canvas, so it never changes the backend of a running GUI.
+with the Agg canvas, so it never changes the backend of a running GUI. Names are drawn as
+plain text (``parse_math=False``): a "$" in a taxon or project name is not TeX.
 """
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def _bar(ax, pairs: list[tuple[str, int]], title: str, color: str) -> None:
     labels, values = zip(*reversed(pairs))
     bars = ax.barh(range(len(values)), values, color=color)
     ax.bar_label(bars, fontsize=7, padding=2)
-    ax.set_yticks(range(len(values)), labels=[lb[:40] for lb in labels], fontsize=7)
+    ax.set_yticks(range(len(values)), labels=[xml_text(lb[:40]) for lb in labels], fontsize=7, parse_math=False)
     ax.set_title(title)
     ax.set_xlabel("specimens")
 
@@ -76,7 +77,7 @@ def _charts(data: ReportData):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 8.5))
-    fig.suptitle(f"{data.title}: {sum(data.status.values())} specimens")
+    fig.suptitle(f"{data.title}: {sum(data.status.values())} specimens", parse_math=False)
     axes = fig.subplots(2, 2)
     _bar(axes[0][0], [(k, v) for k, v in data.status.items()], "status", "#4c72b0")
     _bar(axes[0][1], data.orders[:20], "specimens per order", "#55a868")
@@ -90,9 +91,9 @@ def _text_page(title: str, lines: list[str]):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(8.5, 11))
-    fig.text(0.05, 0.96, title, fontsize=13, weight="bold", va="top")
-    fig.text(0.05, 0.92, "\n".join(lines[:70]) + ("\n..." if len(lines) > 70 else ""), family="monospace",
-             fontsize=7, va="top")
+    fig.text(0.05, 0.96, title, fontsize=13, weight="bold", va="top", parse_math=False)
+    text = "\n".join(xml_text(line) for line in lines[:70]) + ("\n..." if len(lines) > 70 else "")
+    fig.text(0.05, 0.92, text, family="monospace", fontsize=7, va="top", parse_math=False)
     return fig
 
 

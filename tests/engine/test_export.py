@@ -9,13 +9,14 @@ from xml.etree import ElementTree as ET
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+import numpy as np
 
 from engine.cli import main
 from engine.export.dwc import COLUMNS as DWC_COLUMNS
 from engine.identify import RESULT_COLUMNS
 from engine.project import open_project
 from tests.synthetic import write_fasta, write_tsv
+from tests.synthetic_photos import make_photo
 
 DWC_TEXT = "{http://rs.tdwg.org/dwc/text/}"
 
@@ -30,7 +31,7 @@ def imported(tmp_path_factory, synthetic_split, tiny_library, tiny_dna_pack):
     evil = type(novel[0])("=HYPERLINK(\"http://x\")", novel[0].sequence, "", novel[0].taxonomy)
     write_fasta(src / "novel.fasta", novel[1:] + [evil])
     (src / "broken.fasta").write_text(">bad\nMKVLEEFQPRSTW\n")
-    Image.new("RGB", (32, 32), (9, 9, 9)).save(src / f"{known[0].specimen_id}.jpg")
+    make_photo("Synthidae0", np.random.default_rng(0)).save(src / f"{known[0].specimen_id}.jpg")
     project = d / "p.db"
     assert main(["import", str(src), "--project", str(project), "--library", str(tiny_library),
                  "--model", str(tiny_dna_pack), "--device", "cpu", "-q"]) == 0
@@ -230,3 +231,43 @@ def test_a_full_disk_is_one_line_and_leaves_the_old_output(imported, small_disk,
     filler.unlink()
     assert main(argv + ["--project", str(project), "--out", str(out)]) == 0  # space again: it works
     assert out.stat().st_size > 100 and sorted(p.name for p in small_disk.iterdir()) == [name]
+
+
+NASTY_NAMES = ["a$\\frac{b$", "$x^$", "\x00\x07\x1b[31m", "<script>alert(1)</script>", "%s %d {0} {}",
+               "x" * 500, "שלום עולם", "🐜 \u202e reversed", "tab\tand\nnewline", "\\undefined $ $ $"]
+
+
+@pytest.mark.parametrize("suffix", [".pdf", ".png", ".html"])
+def test_report_draws_any_name_as_text(imported, tmp_path, suffix):
+    import shutil
+
+    from engine.report import write_report
+
+    project, known, _ = imported
+    copy = tmp_path / "$survey$ #1 ?%41 \x07.db"
+    shutil.copy(project, copy)
+    with open_project(copy) as p:
+        for name, rec in zip(NASTY_NAMES, known):
+            p.annotate(p.specimen_id(rec.specimen_id), "override", user=name, note=name,
+                       taxonomy={"order": name, "family": name, "species": name})
+        out = write_report(p, tmp_path / f"r{suffix}")
+    assert out.stat().st_size > 2000 and sorted(q.name for q in tmp_path.iterdir() if "partial" in q.name) == []
+
+
+def test_a_full_disk_during_library_build_add_keeps_the_old_library(small_disk, tiny_library, tiny_dna_pack,
+                                                                    synthetic_split, tmp_path, capsys):
+    import shutil
+
+    lib = small_disk / "lib.db"
+    shutil.copy(tiny_library, lib)
+    old = lib.read_bytes()
+    tsv = tmp_path / "more.tsv"
+    write_tsv(tsv, synthetic_split[1])
+    filler = small_disk / "filler"
+    filler.write_bytes(b"x" * (shutil.disk_usage(small_disk).free - len(old) // 2))  # room for half a copy
+    argv = ["library", "build", "--add", "--barcodes", str(tsv), "--out", str(lib), "--model", str(tiny_dna_pack),
+            "--device", "cpu", "-q"]
+    assert main(argv) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("bioscan:")]
+    assert len(err) == 1 and err[0].startswith(f"bioscan: error: no space left on the disk for {lib}"), err
+    assert lib.read_bytes() == old and sorted(p.name for p in small_disk.iterdir()) == ["filler", "lib.db"]

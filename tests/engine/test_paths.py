@@ -234,3 +234,23 @@ def test_output_in_a_missing_folder_is_an_error_before_any_work(tmp_path, capsys
         from engine.atomic import check_output_folder
 
         check_output_folder(tmp_path)
+
+
+def test_an_output_never_replaces_a_database_or_an_input(tmp_path, capsys):
+    from engine.cli import main
+
+    project, lib, fasta = tmp_path / "p.db", tmp_path / "lib.db", tmp_path / "reads.fasta"
+    _write_project(project)
+    _write_library(lib)
+    fasta.write_text(">a\nACGT\n")
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    for argv, says in ((["export", "--project", str(project), "--out", str(project)], "p.db is a BIOSCAN project"),
+                       (["export", "--project", str(project), "--out", str(lib)], "lib.db is a reference library"),
+                       (["report", "--project", str(project), "--out", str(lib)], "lib.db is a reference library"),
+                       (["identify", str(fasta), "--out", str(fasta)], "is one of the input files"),
+                       (["cluster", str(fasta), "--out", str(fasta)], "is one of the input files")):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], (argv, err)
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    assert after == before
