@@ -13,11 +13,14 @@ An output in a folder that does not exist is an error before any work starts
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
 import shutil
+import socket
 import sqlite3
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -25,6 +28,7 @@ from typing import Iterator
 from engine.errors import BioscanError
 
 PARTIAL = ".partial"
+STALE_ELSEWHERE_S = 24 * 3600  # a temp file another machine is writing (a shared folder) is left this long
 _NAME_CHARS = 40  # of the output's name kept in the temp file's (4 bytes each at most: well under NAME_MAX)
 
 
@@ -53,6 +57,21 @@ def _temp_prefix(path: Path) -> str:
     return f".{path.name[:_NAME_CHARS]}."
 
 
+def _host_tag() -> str:
+    """This machine, in a temp file's name: a process id means nothing on another host (shared folders)."""
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
+
+
+def _writer_gone(tag: str, mtime: float) -> bool:
+    """Whether the writer of a temp file named with ``tag`` (HOST-PID) has ended."""
+    host, _, pid = tag.partition("-")
+    if host != _host_tag() or not pid.isdigit():  # another machine's: only once it is a day old
+        return time.time() - mtime > STALE_ELSEWHERE_S
+    if int(pid) == os.getpid():
+        return False
+    return _process_gone(int(pid))
+
+
 def _process_gone(pid: int) -> bool:
     if sys.platform == "win32":  # os.kill would terminate it; an open temp file cannot be deleted there anyway
         return True
@@ -76,10 +95,10 @@ def remove_stale_temp_files(path: str | Path) -> list[Path]:
     for name in names:
         if not (name.startswith(prefix) and PARTIAL in name):
             continue
-        pid = name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and (int(pid) == os.getpid() or not _process_gone(int(pid))):
-            continue
+        tag = name[len(prefix):].split(PARTIAL)[0].rsplit("-", 1)[0]  # HOST-PID of HOST-PID-RANDOM.partial
         try:
+            if not _writer_gone(tag, os.stat(path.parent / name).st_mtime):
+                continue
             os.unlink(path.parent / name)
             removed.append(path.parent / name)
         except OSError:
@@ -88,8 +107,8 @@ def remove_stale_temp_files(path: str | Path) -> list[Path]:
 
 
 def temp_path(path: Path) -> Path:
-    """A fresh temp file name beside ``path``: .NAME.PID-RANDOM.partial."""
-    return path.with_name(f"{_temp_prefix(path)}{os.getpid()}-{secrets.token_hex(4)}{PARTIAL}")
+    """A fresh temp file name beside ``path``: .NAME.HOST-PID-RANDOM.partial."""
+    return path.with_name(f"{_temp_prefix(path)}{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}{PARTIAL}")
 
 
 def _discard(tmp: Path) -> None:

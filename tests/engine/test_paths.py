@@ -254,3 +254,54 @@ def test_an_output_never_replaces_a_database_or_an_input(tmp_path, capsys):
         assert len(err) == 1 and says in err[0], (argv, err)
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
     assert after == before
+
+
+def test_temp_files_of_ended_writers_are_removed_and_no_others(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from engine.atomic import _host_tag, atomic_output, remove_stale_temp_files, temp_path
+
+    out = tmp_path / "results.csv"
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(ended.stdout)
+    dead = out.with_name(f".results.csv.{_host_tag()}-{dead_pid}-0a0a0a0a.partial")
+    live = temp_path(out)  # this process's own
+    elsewhere = out.with_name(".results.csv.ffffff-1-0b0b0b0b.partial")  # another machine's, recent
+    old_elsewhere = out.with_name(".results.csv.ffffff-2-0c0c0c0c.partial")
+    other_output = out.with_name(f".other.csv.{_host_tag()}-{dead_pid}-0d0d0d0d.partial")
+    for p in (dead, dead.with_name(dead.name + "-journal"), live, elsewhere, old_elsewhere, other_output):
+        p.write_bytes(b"partial")
+    day_ago = time.time() - 2 * 24 * 3600
+    os.utime(old_elsewhere, (day_ago, day_ago))
+    removed = {p.name for p in remove_stale_temp_files(out)}
+    assert removed == {dead.name, dead.name + "-journal", old_elsewhere.name}
+    with atomic_output(out) as tmp:
+        tmp.write_text("a,b\n")
+    assert out.read_text() == "a,b\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, live.name, elsewhere.name,
+                                                                 other_output.name])
+    with pytest.raises(RuntimeError), atomic_output(out) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("the writer failed")
+    assert out.read_text() == "a,b\n" and len(list(tmp_path.iterdir())) == 4
+
+
+def test_export_of_a_percent_named_project_exports_that_project(tmp_path):
+    import zipfile
+    from xml.etree import ElementTree as ET
+
+    from engine.cli import main
+    from engine.project import open_project
+
+    ids = {}
+    for name in ("A.db", "%41.db", "plate#42.db", "plate"):
+        _write_project(tmp_path / name)
+        with open_project(tmp_path / name, readonly=True) as p:
+            ids[name] = p.meta["project_id"]
+    for name, project_id in ids.items():
+        out = tmp_path / f"{ids[name]}.zip"
+        assert main(["export", "--project", str(tmp_path / name), "--format", "dwc", "--out", str(out)]) == 0
+        with zipfile.ZipFile(out) as zf:
+            assert ET.fromstring(zf.read("eml.xml")).get("packageId") == f"urn:bioscan-desktop:{project_id}"
