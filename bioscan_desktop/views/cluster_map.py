@@ -84,13 +84,16 @@ class ClusterMapView(QWidget):
         self.stack = QStackedWidget()
         self.stack.addWidget(self.placeholder)
         top = QHBoxLayout()
-        for w in (self.compute_button, self.cancel_button, self.color_by, self.select_mode, self.outline, self.picker):
+        for w in (self.compute_button, self.color_by, self.select_mode, self.outline, self.picker):
             top.addWidget(w)
-        top.addWidget(self.progress, 1)
         top.addStretch()
+        busy = QHBoxLayout()  # a row of its own: in the top one it made the view too wide while computing
+        busy.addWidget(self.progress, 1)
+        busy.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
+        layout.addLayout(busy)
         layout.addWidget(self.headline)
         layout.addWidget(self.stack, 1)
         layout.addWidget(self.hover)
