@@ -14,10 +14,9 @@ Two ways, both cached in the project file:
   "fused": a specimen's DNA and photo embeddings, each normalised, concatenated), of the
   novel specimens or all; one point per specimen (the normalised mean of its embeddings).
 
-The cache tables are created by ``create_cluster_cache_tables``. The project's read API has no
-call for a specimen's sequences or for embeddings by item, so the SQL for those is here
-(``_dna_items``, ``_photo_items``, ``_vectors_by_item``), against the ``items`` and
-``embeddings`` tables.
+The cache tables are part of the project schema (``engine.project.schema.create_cluster_cache_tables``,
+created when first needed); what is clustered is read through the project's read API
+(``best_barcodes``, ``embedded_photos``, ``embedding_rows``).
 """
 from __future__ import annotations
 
@@ -37,6 +36,7 @@ from engine.cluster.core import (
 from engine.cluster.table import cluster_rows
 from engine.errors import BioscanError
 from engine.progress import ProgressCallback, report
+from engine.project.schema import create_cluster_cache_tables
 from engine.records import RANKS, Call, RankCall
 
 PROJECT_MODALITIES = {"dna": ("dna",), "image": ("photo",), "fused": ("dna", "photo")}
@@ -46,35 +46,6 @@ SPECIES_MAP_VERSION = 1
 # A putative species has "no close library match" when more than this fraction of its members were
 # called novel by the identifier (its members without a call count against).
 NO_MATCH_MAJORITY = 0.5
-
-
-def create_cluster_cache_tables(db) -> None:
-    """The cluster caches of a project file (sqlite-utils ``Database``); a no-op when they exist.
-
-    - ``species_maps`` (cache_key, version, n, params, summary, silhouette, approximations,
-      created_at) and ``species_map_points`` (specimen_id, cluster_id, x, y,
-      distance_to_centroid, source): the one current putative-species map of map_project_species;
-    - ``cluster_maps`` (map_key, modality, model_sha256, seed, n, created_at) and
-      ``cluster_map_points`` (map_key, specimen_id, x, y): cluster_project's UMAP maps;
-    - ``cluster_runs`` (run_key, map_key, method, options, params, silhouette, approximations,
-      created_at) and ``cluster_labels`` (run_key, specimen_id, cluster_id, distance_to_centroid).
-    """
-    tables = {
-        "species_maps": ({"cache_key": str, "version": int, "n": int, "params": str, "summary": str,
-                          "silhouette": float, "approximations": str, "created_at": str}, "cache_key"),
-        "species_map_points": ({"specimen_id": int, "cluster_id": int, "x": float, "y": float,
-                                "distance_to_centroid": float, "source": str}, "specimen_id"),
-        "cluster_maps": ({"map_key": str, "modality": str, "model_sha256": str, "seed": int, "n": int,
-                          "created_at": str}, "map_key"),
-        "cluster_map_points": ({"map_key": str, "specimen_id": int, "x": float, "y": float},
-                               ("map_key", "specimen_id")),
-        "cluster_runs": ({"run_key": str, "map_key": str, "method": str, "options": str, "params": str,
-                          "silhouette": float, "approximations": str, "created_at": str}, "run_key"),
-        "cluster_labels": ({"run_key": str, "specimen_id": int, "cluster_id": int, "distance_to_centroid": float},
-                           ("run_key", "specimen_id")),
-    }
-    for name, (columns, pk) in tables.items():
-        db[name].create(columns, pk=pk, if_not_exists=True)
 
 
 _CONFIDENCE_COLUMNS = [(r, f"{r}_confidence") for r in RANKS]
@@ -96,14 +67,6 @@ def _snapshot(project) -> Iterator[None]:
         yield
     finally:
         project.conn.execute("COMMIT")
-
-
-def _vectors_by_item(project, modality: str) -> tuple[dict[int, int], np.ndarray]:
-    """(item id -> row of the matrix, the matrix) of a modality's stored embeddings (Project.embeddings)."""
-    item_ids = [r[0] for r in project.conn.execute(
-        "SELECT item_id FROM embeddings WHERE modality = ? ORDER BY item_id", [modality])]  # embeddings' order
-    _, mat = project.embeddings(modality)
-    return {iid: n for n, iid in enumerate(item_ids)}, mat
 
 
 def _per_specimen(project, modality: str) -> tuple[dict[int, np.ndarray], set[str]]:
@@ -210,29 +173,9 @@ class _SpeciesInputs:
         return sorted({r[0] for r in self.dna} | {r[0] for r in self.photo})
 
 
-def _dna_items(project) -> list[tuple[int, int, str, str]]:
-    """Each specimen's longest QC-cleaned, identified barcode with a stored embedding (ties: the first item)."""
-    rows = project.conn.execute(
-        "SELECT i.specimen_id, i.id, i.sequence, e.model_sha256 FROM items i JOIN embeddings e ON e.item_id = i.id "
-        "WHERE i.modality = 'dna' AND i.status IN ('ok', 'novel') AND i.sequence IS NOT NULL AND i.sequence != '' "
-        "ORDER BY i.specimen_id, length(i.sequence) DESC, i.id").fetchall()
-    chosen: dict[int, tuple[int, int, str, str]] = {}
-    for sid, iid, seq, sha in rows:
-        chosen.setdefault(sid, (sid, iid, seq, sha or ""))
-    return list(chosen.values())
-
-
-def _photo_items(project, exclude: set[int]) -> list[tuple[int, int, str, str]]:
-    """Every embedded photo of the specimens not in ``exclude``."""
-    rows = project.conn.execute(
-        "SELECT i.specimen_id, i.id, i.file_sha256, e.model_sha256 FROM items i JOIN embeddings e "
-        "ON e.item_id = i.id WHERE i.modality = 'photo' ORDER BY i.specimen_id, i.id").fetchall()
-    return [(sid, iid, fsha or "", sha or "") for sid, iid, fsha, sha in rows if sid not in exclude]
-
-
 def _species_inputs(project, params: dict[str, Any]) -> _SpeciesInputs:
-    dna = _dna_items(project)
-    photo = _photo_items(project, {r[0] for r in dna})
+    dna = project.best_barcodes()
+    photo = project.embedded_photos({r[0] for r in dna})
     h = hashlib.sha256(json.dumps({"version": SPECIES_MAP_VERSION, **params}, sort_keys=True).encode())
     for part, rows in (("dna", dna), ("photo", photo)):
         h.update(part.encode())
@@ -309,7 +252,7 @@ def _species_vectors(project, inputs: _SpeciesInputs) -> tuple[np.ndarray, np.nd
     """Unit embeddings of the inputs: the chosen barcode's per DNA specimen, the mean photo per photo-only one."""
     dna = np.zeros((0, 0), dtype=np.float32)
     if inputs.dna:
-        index, mat = _vectors_by_item(project, "dna")
+        index, mat = project.embedding_rows("dna")
         dna = _unit(mat[[index[r[1]] for r in inputs.dna]])
     photo = np.zeros((0, 0), dtype=np.float32)
     if inputs.photo:

@@ -398,6 +398,32 @@ class Project:
         mat = np.frombuffer(b"".join(r[2] for r in rows), dtype=EMBEDDING_DTYPE).reshape(len(rows), rows[0][1])
         return [r[0] for r in rows], mat.astype(np.float32)
 
+    def embedding_rows(self, modality: str) -> tuple[dict[int, int], np.ndarray]:
+        """(item id -> row of the matrix, the matrix) of a modality's stored embeddings (as ``embeddings``)."""
+        item_ids = [r[0] for r in self.conn.execute(
+            "SELECT item_id FROM embeddings WHERE modality = ? ORDER BY item_id", [modality])]
+        _, mat = self.embeddings(modality)
+        return {iid: n for n, iid in enumerate(item_ids)}, mat
+
+    def best_barcodes(self) -> list[tuple[int, int, str, str]]:
+        """(specimen id, item id, cleaned sequence, model sha256) of each specimen's longest identified,
+        embedded barcode (ties: the first item): what putative species are clustered on."""
+        rows = self.conn.execute(
+            "SELECT i.specimen_id, i.id, i.sequence, e.model_sha256 FROM items i JOIN embeddings e "
+            "ON e.item_id = i.id WHERE i.modality = 'dna' AND i.status IN ('ok', 'novel') AND i.sequence IS NOT NULL "
+            "AND i.sequence != '' ORDER BY i.specimen_id, length(i.sequence) DESC, i.id").fetchall()
+        chosen: dict[int, tuple[int, int, str, str]] = {}
+        for sid, iid, seq, sha in rows:
+            chosen.setdefault(sid, (sid, iid, seq, sha or ""))
+        return list(chosen.values())
+
+    def embedded_photos(self, exclude: set[int]) -> list[tuple[int, int, str, str]]:
+        """(specimen id, item id, file sha256, model sha256) of every embedded photo of the specimens not in ``exclude``."""
+        rows = self.conn.execute(
+            "SELECT i.specimen_id, i.id, i.file_sha256, e.model_sha256 FROM items i JOIN embeddings e "
+            "ON e.item_id = i.id WHERE i.modality = 'photo' ORDER BY i.specimen_id, i.id").fetchall()
+        return [(sid, iid, fsha or "", sha or "") for sid, iid, fsha, sha in rows if sid not in exclude]
+
     def _one(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
         cur = self.conn.execute(sql, args)
         row = cur.fetchone()

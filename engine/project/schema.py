@@ -124,3 +124,32 @@ def _conflicts_v3(db) -> None:
 
 
 MIGRATIONS = {1: _create_v1, 2: _indexes_v2, 3: _conflicts_v3}  # version -> function bringing the schema from version-1 to version
+
+
+def create_cluster_cache_tables(db) -> None:
+    """The cluster caches of a project file (sqlite-utils ``Database``); a no-op when they exist.
+
+    - ``species_maps`` (cache_key, version, n, params, summary, silhouette, approximations,
+      created_at) and ``species_map_points`` (specimen_id, cluster_id, x, y,
+      distance_to_centroid, source): the one current putative-species map of map_project_species;
+    - ``cluster_maps`` (map_key, modality, model_sha256, seed, n, created_at) and
+      ``cluster_map_points`` (map_key, specimen_id, x, y): cluster_project's UMAP maps;
+    - ``cluster_runs`` (run_key, map_key, method, options, params, silhouette, approximations,
+      created_at) and ``cluster_labels`` (run_key, specimen_id, cluster_id, distance_to_centroid).
+    """
+    tables = {
+        "species_maps": ({"cache_key": str, "version": int, "n": int, "params": str, "summary": str,
+                          "silhouette": float, "approximations": str, "created_at": str}, "cache_key"),
+        "species_map_points": ({"specimen_id": int, "cluster_id": int, "x": float, "y": float,
+                                "distance_to_centroid": float, "source": str}, "specimen_id"),
+        "cluster_maps": ({"map_key": str, "modality": str, "model_sha256": str, "seed": int, "n": int,
+                          "created_at": str}, "map_key"),
+        "cluster_map_points": ({"map_key": str, "specimen_id": int, "x": float, "y": float},
+                               ("map_key", "specimen_id")),
+        "cluster_runs": ({"run_key": str, "map_key": str, "method": str, "options": str, "params": str,
+                          "silhouette": float, "approximations": str, "created_at": str}, "run_key"),
+        "cluster_labels": ({"run_key": str, "specimen_id": int, "cluster_id": int, "distance_to_centroid": float},
+                           ("run_key", "specimen_id")),
+    }
+    for name, (columns, pk) in tables.items():
+        db[name].create(columns, pk=pk, if_not_exists=True)
