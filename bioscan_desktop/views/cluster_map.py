@@ -239,6 +239,7 @@ class ClusterMapView(QWidget):
         ax.set_yticks([])
         self._annotation = ax.annotate("", (0, 0), xytext=(10, 10), textcoords="offset points", fontsize="small",
                                        bbox=dict(boxstyle="round", fc="#ffffe0", ec="#888"), visible=False)
+        self._annotation.set_in_layout(False)  # else the constrained layout shrinks the map to fit the hover label
         self._canvas.draw_idle()
         self._screen_xy = None
         self._make_selector()

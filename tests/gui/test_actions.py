@@ -286,10 +286,14 @@ def test_refresh_shows_what_another_program_wrote(qtbot, imported):
 @covers("compute_map")
 def test_compute_map_by_shortcut(qtbot, imported):
     window, _ = imported
+    docks = (window.tree_dock.width(), window.detail_dock.width())
     with qtbot.waitSignal(window.clusterMapReady, timeout=300_000):
         press(qtbot, window, "Ctrl+K")
         assert window.tabs.currentWidget() is window.cluster_view
     assert window.cluster_view.map is not None, window.cluster_view.info.text()
+    qtbot.wait(100)
+    assert (window.tree_dock.width(), window.detail_dock.width()) == docks  # the map did not squeeze them
+    assert window.width() == 1440
 
 
 # ------------------------------------------------------------------------------ dialogs

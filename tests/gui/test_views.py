@@ -105,3 +105,25 @@ def test_table_filter_adds_confidence_and_ids_to_the_project_query(imported):
     some = [r["id"] for r in p.list_specimens(limit=7)]
     assert p.count_specimens(TableFilter(ids=some, status="ok")) == sum(
         r["status"] == "ok" for r in p.list_specimens(limit=7))
+
+
+def test_hovering_a_map_point_names_it_without_shrinking_the_map(qtbot, imported):
+    import numpy as np
+    from matplotlib.backend_bases import MouseEvent
+
+    window, _ = imported
+    with qtbot.waitSignal(window.clusterMapReady, timeout=300_000):
+        window.compute_cluster_map()
+    view = window.cluster_view
+    qtbot.waitUntil(lambda: view._canvas is not None and view._canvas.isVisible())
+    view._canvas.draw()
+    box = view.ax.get_position().bounds
+    # the point nearest the right edge: its label would stick out of the axes
+    i = int(np.argmax(view.map.xy[:, 0]))
+    x, y = view.ax.transData.transform(view.map.xy[i])
+    MouseEvent("motion_notify_event", view._canvas, x, y)._process()
+    view._canvas.draw()
+    assert view.hover.text() == view.point_text(i)
+    assert view.ax.get_position().bounds == pytest.approx(box)
+    window.open_project(window.project_path)  # the label goes with the project
+    assert view.hover.text() == ""
