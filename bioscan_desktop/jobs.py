@@ -166,10 +166,10 @@ def compute_cluster_map(project_path: str, progress: ProgressCallback = None, ca
 def export_csv(project_path: str, flt: SpecimenFilter | None, out_path: str, progress: ProgressCallback = None) -> int:
     """The specimens a filter shows, in the CSV format of `bioscan export` (engine.export.project_csv)."""
     from engine.export import write_csv
-    from engine.export.project_csv import project_columns, specimen_result_row
+    from engine.export.project_csv import project_columns, specimen_rows
 
     with open_project(project_path, readonly=True) as p:
-        return write_csv(out_path, project_columns(), (specimen_result_row(s) for s in p.iter_specimens(flt)))
+        return write_csv(out_path, project_columns(), specimen_rows(p, flt))
 
 
 def export_dwca(project_path: str, out_path: str, progress: ProgressCallback = None) -> int:

@@ -2,8 +2,10 @@
 
 Identity is 1 - edits / length of the shorter sequence, aligned "infix" (the shorter one
 anywhere inside the longer, end gaps free), with N matching any base. For barcodes of the
-same region this is BOLD's and BLAST's percent identity to within rounding; at ~20 µs a
-pair it lets every query be re-ranked on its top candidates.
+same region this is BOLD's and BLAST's percent identity to within rounding; at ~20-45 µs a
+pair it lets every query be re-ranked on its top candidates. The overlap (``alignment``) is
+the length of the longer sequence's stretch the shorter one aligns to, in bp: what BOLD shows
+beside the identity, since a 300-bp fragment can be 100 % identical over its 300 bp only.
 """
 from __future__ import annotations
 
@@ -19,29 +21,52 @@ from engine.progress import ProgressCallback, report
 _N_EQUALS = [("N", b) for b in "ACGT"]
 
 
-def identity(a: str, b: str) -> float:
+def _align(a: str, b: str, task: str) -> tuple[float, int]:
     if not a or not b:
-        return 0.0
+        return 0.0, 0
     query, target = (a, b) if len(a) <= len(b) else (b, a)
-    result = edlib.align(query, target, mode="HW", task="distance", additionalEqualities=_N_EQUALS)
-    return max(0.0, 1.0 - result["editDistance"] / len(query))
+    result = edlib.align(query, target, mode="HW", task=task, additionalEqualities=_N_EQUALS)
+    ident = max(0.0, 1.0 - result["editDistance"] / len(query))
+    start, end = result["locations"][0] if task != "distance" else (0, -1)
+    return ident, (end - start + 1)
 
 
-def pair_identities(pairs: Sequence[tuple[str, str]], threads: int = 0, progress: ProgressCallback = None,
-                    message: str = "aligning") -> np.ndarray:
-    """``identity(a, b)`` of each pair, on ``threads`` threads (0: every core), in order.
+def identity(a: str, b: str) -> float:
+    return _align(a, b, "distance")[0]
+
+
+def alignment(a: str, b: str) -> tuple[float, int]:
+    """(identity, overlap in bp) of the same alignment; edlib's locations cost ~20 % more than the identity alone."""
+    return _align(a, b, "locations")
+
+
+def _pairwise(fn, pairs: Sequence[tuple[str, str]], threads: int, progress: ProgressCallback, message: str) -> list:
+    """``fn(a, b)`` of each pair, on ``threads`` threads (0: every core), in order.
 
     edlib releases the GIL while it aligns, so threads scale (1.4-1.75x on 2 cores; its Python
     wrapper's per-call work holds the GIL).
     """
     chunk = 4096
     chunks = [pairs[s: s + chunk] for s in range(0, len(pairs), chunk)]
-    out = np.zeros(len(pairs))
+    out: list = []
     pool = ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1)
     try:
-        for n, values in enumerate(pool.map(lambda c: [identity(a, b) for a, b in c], chunks)):
-            out[n * chunk: n * chunk + len(values)] = values
+        for n, values in enumerate(pool.map(lambda c: [fn(a, b) for a, b in c], chunks)):
+            out.extend(values)
             report(progress, min((n + 1) * chunk, len(pairs)), len(pairs), message)  # a cancel raises here
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # on cancel, the chunks not started are dropped
     return out
+
+
+def pair_identities(pairs: Sequence[tuple[str, str]], threads: int = 0, progress: ProgressCallback = None,
+                    message: str = "aligning") -> np.ndarray:
+    """``identity(a, b)`` of each pair, in order (threads: see ``_pairwise``)."""
+    return np.array(_pairwise(identity, pairs, threads, progress, message), dtype=np.float64).reshape(len(pairs))
+
+
+def pair_alignments(pairs: Sequence[tuple[str, str]], threads: int = 0, progress: ProgressCallback = None,
+                    message: str = "aligning") -> tuple[np.ndarray, np.ndarray]:
+    """(identities, overlaps in bp) of each pair, in order."""
+    values = _pairwise(alignment, pairs, threads, progress, message)
+    return (np.array([v[0] for v in values], dtype=np.float64), np.array([v[1] for v in values], dtype=np.int64))

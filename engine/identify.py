@@ -7,7 +7,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from engine.align import pair_identities
+from engine.align import pair_alignments, pair_identities
 from engine.assign import Assigner, Candidates, DEFAULT_MIN_CONFIDENCE
 from engine.errors import LibraryError
 from engine.library import ReferenceLibrary
@@ -17,14 +17,62 @@ from engine.qc import check_barcode
 from engine.records import RANKS, REPORTED_MATCHES, Barcode, BarcodeQC, Call, Match, RecordError
 
 TOP_K = 50  # candidates a query's calls are voted among; a result keeps REPORTED_MATCHES of them
+EVIDENCE_SPECIES = 3  # species whose closest reference a result shows, as BOLD's identification engine does
+# the evidence behind a call, per record: the top identity (%) and, for each of the best species, its closest
+# reference, that reference's identity (%) and the overlap of the alignment (bp)
+EVIDENCE_COLUMNS = ["top_identity", *(f"{c}_{n}" for n in range(1, EVIDENCE_SPECIES + 1)
+                                      for c in ("species", "ref", "identity", "overlap"))]
 
 RESULT_COLUMNS = [
     "specimen_id", "source_file", "modality", "status",
     "order", "family", "genus", "species", "bin_uri", "confidence",
     "order_confidence", "family_confidence", "genus_confidence", "species_confidence", "bin_confidence",
     "top_match_id", "top_match_species", "top_similarity", "identity", "novel", "novel_rank",
-    "qc_flags", "sequence_length", "error",
+    "qc_flags", "sequence_length", "error", *EVIDENCE_COLUMNS,
 ]
+
+
+def _evidence_positions(taxonomy: Sequence) -> list[int]:
+    """Positions (in a ranked list) of the first reference of each of the best EVIDENCE_SPECIES species."""
+    out, seen = [], set()
+    for p, t in enumerate(taxonomy):
+        if t.species and t.species not in seen:
+            seen.add(t.species)
+            out.append(p)
+            if len(out) == EVIDENCE_SPECIES:
+                break
+    return out
+
+
+def species_evidence(matches: Sequence[Match]) -> list[Match]:
+    """The closest reference of each of the best EVIDENCE_SPECIES species (matches ranked best first)."""
+    return [matches[p] for p in _evidence_positions([m.taxonomy for m in matches])]
+
+
+def _percent(fraction: float | None):
+    return "" if fraction is None else round(100.0 * fraction, 2)
+
+
+def evidence_cells(matches: Sequence[Match]) -> dict[str, object]:
+    """EVIDENCE_COLUMNS of a result whose ranked matches are ``matches``."""
+    row: dict[str, object] = {c: "" for c in EVIDENCE_COLUMNS}
+    if matches:
+        row["top_identity"] = _percent(matches[0].identity)
+    for n, m in enumerate(species_evidence(matches), start=1):
+        row.update({f"species_{n}": m.taxonomy.species, f"ref_{n}": m.record_id,
+                    f"identity_{n}": _percent(m.identity), f"overlap_{n}": "" if m.overlap is None else m.overlap})
+    return row
+
+
+def _kept_positions(taxonomy: Sequence, n: int) -> list[int]:
+    """Positions of the candidates a result keeps: the best ``n``, with the closest reference of
+    each evidence species among them even when it ranks lower (the best ones make room)."""
+    keep = set(_evidence_positions(taxonomy))
+    p = 0
+    while len(keep) < min(n, len(taxonomy)):
+        keep.add(p)
+        p += 1
+    return sorted(keep)
 
 
 def unframed_error(qc: BarcodeQC | None, call: Call | None) -> str:
@@ -85,6 +133,7 @@ class Identification:
             row["top_match_species"] = top.taxonomy.species
             row["top_similarity"] = round(top.similarity, 4)
             row["identity"] = "" if top.identity is None else round(top.identity, 4)
+        row.update(evidence_cells(self.matches))
         return row
 
 
@@ -125,6 +174,7 @@ class DnaIdentifier:
             all_idents = all_idents.reshape(len(sequences), k)
             widened = self._widen(sequences, pos, all_idents, progress)
         out = []
+        evidence: list[tuple[int, int, int]] = []  # (query, position in its matches, reference)
         taxonomy, record_ids = self.refs.taxonomy, self.refs.record_ids
         for q, seq in enumerate(sequences):
             cand, sim = pos[q], sims[q]
@@ -140,12 +190,19 @@ class DnaIdentifier:
             tax = [taxonomy[c] for c in cand_list]
             call = self.assigner.assign(Candidates(tax, scores, kind, genus_scores[q] if genus_scores else None))
             idents = [None] * len(cand_list) if ident is None else ident.tolist()
-            matches = [Match(record_ids[c], t, s, i) for c, t, s, i
-                       in zip(cand_list[:REPORTED_MATCHES], tax, sim_list, idents)]
+            kept = _kept_positions(tax, REPORTED_MATCHES)
+            matches = [Match(record_ids[cand_list[p]], tax[p], sim_list[p], idents[p]) for p in kept]
+            if refs_seq is not None:
+                evidence.extend((q, n, cand_list[kept[n]]) for n in _evidence_positions([tax[p] for p in kept]))
             out.append((call, matches))
             if q % 200 == 0:
                 report(progress, q, len(sequences), "assigning taxonomy")
         report(progress, len(sequences), len(sequences), "assigning taxonomy")
+        if evidence:  # the overlap of each evidence match: 3 alignments a query again, with edlib's locations
+            _, overlaps = pair_alignments([(sequences[q], refs_seq[c] or "") for q, _, c in evidence],
+                                          progress=progress, message="measuring overlaps")
+            for (q, n, _), overlap in zip(evidence, overlaps.tolist()):
+                out[q][1][n] = out[q][1][n]._replace(overlap=overlap)
         return out
 
     def _widen(self, sequences: Sequence[str], pos: np.ndarray, idents: np.ndarray,

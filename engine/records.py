@@ -80,6 +80,7 @@ class Match(NamedTuple):
     taxonomy: Taxonomy
     similarity: float  # cosine similarity of embeddings
     identity: float | None = None  # alignment identity (0..1) when both sequences are known
+    overlap: int | None = None  # aligned length (bp) behind ``identity``, measured for the evidence matches
 
 
 @dataclass(frozen=True)

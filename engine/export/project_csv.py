@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from engine.export.csv_writer import write_csv
-from engine.records import RANKS
+from engine.records import RANKS, Match, Taxonomy
 
 EXTRA_COLUMNS = ["processid", "sampleid", "photo_paths", "review",
                  *(f"reviewed_{r}" for r in RANKS)]
@@ -21,8 +21,29 @@ def _round(value, digits: int = 4):
     return "" if value is None else round(value, digits)
 
 
-def specimen_result_row(s: dict[str, Any]) -> dict[str, Any]:
-    """One specimen (a Project.iter_specimens row) in RESULT_COLUMNS terms plus the extra columns."""
+def call_matches(project, item_id: int | None) -> list[Match]:
+    """The stored matches of the item that made a specimen's call, best first."""
+    if item_id is None:
+        return []
+    rows = project.conn.execute(
+        'SELECT record_id, similarity, identity, overlap, "order", family, genus, species, bin_uri FROM matches '
+        "WHERE item_id = ? ORDER BY position", [item_id]).fetchall()
+    return [Match(r[0], Taxonomy(order=r[4] or "", family=r[5] or "", genus=r[6] or "", species=r[7] or "",
+                                 bin_uri=r[8] or ""), r[1], r[2], r[3]) for r in rows]
+
+
+def specimen_rows(project, flt=None) -> Iterator[dict[str, Any]]:
+    """``specimen_result_row`` of each specimen a filter (engine.project.SpecimenFilter) shows, with
+    its call's evidence columns (engine.identify.EVIDENCE_COLUMNS) from the stored matches."""
+    for s in project.iter_specimens(flt):
+        yield specimen_result_row(s, call_matches(project, s["call_item_id"]))
+
+
+def specimen_result_row(s: dict[str, Any], matches: list[Match] | None = None) -> dict[str, Any]:
+    """One specimen (a Project.iter_specimens row) in RESULT_COLUMNS terms plus the extra columns;
+    the evidence columns from ``matches`` (its call's, best first; empty without)."""
+    from engine.identify import evidence_cells
+
     dna = [p for m, p, _ in s["files"] if m == "dna"]
     photos = [p for m, p, _ in s["files"] if m == "photo"]
     called = s["call_item_id"] is not None
@@ -41,10 +62,10 @@ def specimen_result_row(s: dict[str, Any]) -> dict[str, Any]:
         row[rank] = s[rank] or ""
         row["bin_confidence" if rank == "bin_uri" else f"{rank}_confidence"] = _round(s[f"{rank}_confidence"])
         row[f"reviewed_{rank}"] = (s[f"final_{rank}"] or "") if s["review"] == "overridden" else ""
+    row.update(evidence_cells(matches or []))
     return row
 
 
 def write_project_csv(project, path: str | Path) -> int:
     """Write every specimen of a project (atomic, formula-safe); returns rows written."""
-    rows: Iterator[dict[str, Any]] = (specimen_result_row(s) for s in project.iter_specimens())
-    return write_csv(path, project_columns(), rows)
+    return write_csv(path, project_columns(), specimen_rows(project))

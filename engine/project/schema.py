@@ -11,7 +11,7 @@ import numpy as np
 
 from engine.records import RANKS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 EMBEDDING_DTYPE = np.float16  # as in the reference library
 STATUSES = ("ok", "novel", "error", "pending")  # pending: photos only, no image model yet
 REVIEW_ACTIONS = ("accept", "override", "annotate")
@@ -123,7 +123,14 @@ def _conflicts_v3(db) -> None:
     db["files"].create_index(["sha256"], if_not_exists=True)
 
 
-MIGRATIONS = {1: _create_v1, 2: _indexes_v2, 3: _conflicts_v3}  # version -> function bringing the schema from version-1 to version
+def _overlap_v4(db) -> None:
+    """Version 4: ``matches.overlap``, the aligned length (bp) behind a match's identity, kept for the
+    closest reference of each of the best three species (engine.identify.species_evidence)."""
+    if "overlap" not in db["matches"].columns_dict:
+        db["matches"].add_column("overlap", int)
+
+
+MIGRATIONS = {1: _create_v1, 2: _indexes_v2, 3: _conflicts_v3, 4: _overlap_v4}  # version -> function bringing the schema from version-1 to version
 
 
 def create_cluster_cache_tables(db) -> None:

@@ -203,9 +203,9 @@ class ProjectWriter:
                          for r in CALL_RANKS])
                 conn.executemany(
                     f"INSERT INTO matches (item_id, specimen_id, modality, position, record_id, similarity, identity, "
-                    f"{', '.join(q(r) for r in CALL_RANKS)}) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                    f"overlap, {', '.join(q(r) for r in CALL_RANKS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
                     f"{', '.join('?' * len(CALL_RANKS))})",
-                    [(item_id, sid, it.call_modality, pos, m.record_id, float(m.similarity), m.identity,
+                    [(item_id, sid, it.call_modality, pos, m.record_id, float(m.similarity), m.identity, m.overlap,
                       *(m.taxonomy.get(r) for r in CALL_RANKS)) for pos, m in enumerate(it.matches[:keep_matches])])
                 if it.embedding is not None:
                     vec = np.asarray(it.embedding, dtype=EMBEDDING_DTYPE)

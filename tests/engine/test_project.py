@@ -205,8 +205,8 @@ def test_a_version_1_project_is_migrated_with_the_sort_indexes(tmp_path):
     con.commit()
     con.close()
     with open_project(path) as p:
-        assert p.schema_version == ep.SCHEMA_VERSION == 3
-        assert "conflict_rank" in p.db["specimens"].columns_dict
+        assert p.schema_version == ep.SCHEMA_VERSION == 4
+        assert "conflict_rank" in p.db["specimens"].columns_dict and "overlap" in p.db["matches"].columns_dict
     con = sqlite3.connect(path)
     indexed = {row[1] for row in con.execute("PRAGMA index_list(specimens)")}
     assert {"idx_specimens_final_genus", "idx_specimens_final_bin_uri", "idx_specimens_bin_uri"} <= indexed
