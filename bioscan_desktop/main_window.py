@@ -312,6 +312,7 @@ class MainWindow(QMainWindow):
         task.signals.cancelled.connect(
             lambda: self._import_stopped("Import cancelled. Everything imported so far is kept."))
         self.import_task = task
+        self.tree_view.set_busy("Importing: the tree is filled in when the import ends (the table fills in as it goes).")
         self.import_panel.start(list(folders))
         self.import_dock.show()
         workers.start(task, "heavy")
@@ -415,8 +416,8 @@ class MainWindow(QMainWindow):
         workers.start(task, "light")
 
     def _project_tree_loaded(self, path: str, trees) -> None:
-        if path != self.project_path:
-            return  # an older project's tree, finished after the switch
+        if path != self.project_path or self.tree_view.current_source != "project":
+            return  # an older project's tree, or the list shows the library meanwhile
         self.tree_view.set_project_tree(*trees)
         self.treeLoaded.emit()
 

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from bioscan_desktop import cluster_text
-from bioscan_desktop.presenters import STATUS_LABELS
+from bioscan_desktop.presenters import STATUS_COLORS, STATUS_LABELS
 
 COLOR_BY = (("Putative species", "cluster"), ("Order", "order"), ("Family", "family"), ("Genus", "genus"),
             ("Status", "status"))
@@ -28,7 +28,6 @@ MAX_LEGEND = 12
 MAX_OUTLINE_LABELS = 30  # clusters without a close match that get a number on the map (all are outlined)
 HOVER_PX = 8
 CLICK_PX = 4  # a press and release closer than this is a click, not a lasso or box
-STATUS_COLORS = {"ok": "#2e7d32", "novel": "#8e24aa", "error": "#c62828", "pending": "#f9a825"}
 PICK_PROMPT = "Show a putative species in the table…"
 DEFAULT_MESSAGE = "Click “Compute map” to map and cluster this project's barcodes."
 
