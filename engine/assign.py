@@ -321,11 +321,12 @@ def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None, prot
 
     Returns {kind: {scenario: [(record index, Candidates) ...]}} for scenarios "self"
     (the record removed), "species" and "bin_uri" (its whole species / BIN removed).
-    Identity candidates are found as engine.identify finds them: the embedding's, widened
-    by ``kmer_index`` (engine.kmer_index) where none reaches WIDEN_BELOW identity.
+    Identity candidates are found as engine.identify finds them: the first FIRST_ALIGNED of
+    the embedding's, then as many more as engine.kmer_index.after_first asks for, or those of
+    ``kmer_index``'s shared-k-mer search where none of the first reaches WIDEN_BELOW identity.
     """
     from engine.align import identity
-    from engine.kmer_index import WIDEN_BELOW, top_shared, widen
+    from engine.kmer_index import FIRST_ALIGNED, after_first, top_shared, widen
     from engine.progress import report
 
     kinds = ["similarity"] + (["identity"] if sequences is not None and any(sequences) else [])
@@ -347,18 +348,27 @@ def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None, prot
                 if len(cand) == 0:
                     continue
                 for kind in kinds:
-                    if kind == "identity":
-                        scores = np.array([identity(sequences[i], sequences[c])
-                                           if sequences[i] and sequences[c] else 0.0 for c in cand])
+                    if kind == "identity":  # the candidates engine.identify aligns (kmer_index.after_first)
+                        def align(cands):
+                            return np.array([identity(sequences[i], sequences[c] or "") if sequences[i] else 0.0
+                                             for c in cands])
+                        first = cand[:FIRST_ALIGNED]
+                        first_scores = align(first)
+                        rest = after_first(first_scores, [taxonomy[c].species for c in first],
+                                           [taxonomy[c].species for c in cand[FIRST_ALIGNED:]])
+                        if rest is None and shared is None:
+                            rest = list(range(len(cand) - len(first)))
+                        more = cand[FIRST_ALIGNED:][rest or []]
+                        cand_k = np.concatenate([first, more])
+                        scores = np.concatenate([first_scores, align(more)])
                         order = np.argsort(-scores, kind="stable")
-                        cand_k, scores = cand[order], scores[order]
-                        if shared is not None and scores[0] < WIDEN_BELOW:
+                        cand_k, scores = cand_k[order], scores[order]
+                        if rest is None:
                             removed = np.zeros(len(taxonomy), bool) if codes is None else codes == codes[i]
                             removed[i] = True
                             extra = top_shared(shared, j, k, removed)
                             extra = extra[~np.isin(extra, cand_k)]
-                            extra_scores = np.array([identity(sequences[i], sequences[c] or "") for c in extra])
-                            cand_k, scores = widen(cand_k, scores, extra, extra_scores, k)
+                            cand_k, scores = widen(cand_k, scores, extra, align(extra), k)
                     else:
                         cand_k, scores = cand, s[j, cand]
                     tax = [taxonomy[c] for c in cand_k]

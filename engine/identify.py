@@ -10,6 +10,7 @@ import numpy as np
 from engine.align import pair_alignments, pair_identities
 from engine.assign import Assigner, Candidates, DEFAULT_MIN_CONFIDENCE
 from engine.errors import LibraryError
+from engine.kmer_index import EVIDENCE_SPECIES  # species whose closest reference a result shows, as BOLD does
 from engine.library import ReferenceLibrary
 from engine.models.dna_encoder import DnaEncoder
 from engine.progress import ProgressCallback, report
@@ -17,7 +18,6 @@ from engine.qc import check_barcode
 from engine.records import RANKS, REPORTED_MATCHES, Barcode, BarcodeQC, Call, Match, RecordError
 
 TOP_K = 50  # candidates a query's calls are voted among; a result keeps REPORTED_MATCHES of them
-EVIDENCE_SPECIES = 3  # species whose closest reference a result shows, as BOLD's identification engine does
 # the evidence behind a call, per record: the top identity (%) and, for each of the best species, its closest
 # reference, that reference's identity (%) and the overlap of the alignment (bp)
 EVIDENCE_COLUMNS = ["top_identity", *(f"{c}_{n}" for n in range(1, EVIDENCE_SPECIES + 1)
@@ -123,7 +123,7 @@ class Identification:
                 row[rank] = self.call.name(rank)
                 key = "bin_confidence" if rank == "bin_uri" else f"{rank}_confidence"
                 row[key] = round(self.call.confidence(rank), 4)
-            finest = self.call.finest_rank
+            finest = self.call.shown_rank
             row["confidence"] = round(self.call.confidence(finest), 4) if finest else 0.0
             row["novel"] = self.call.novel
             row["novel_rank"] = self.call.novel_rank
@@ -166,21 +166,15 @@ class DnaIdentifier:
         if refs_seq is None:  # similarity alone: genera judged by their prototypes (engine.assign)
             genus_scores = self.refs.genus_prototypes().scores(
                 emb, [[self.refs.taxonomy[c].genus for c in pos[q]] for q in range(len(sequences))])
-        all_idents = None
-        if refs_seq is not None:  # every query against each of its candidates, on all cores
-            k = pos.shape[1]
-            all_idents = pair_identities([(seq, refs_seq[c] or "") for seq, cand in zip(sequences, pos.tolist())
-                                          for c in cand], progress=progress, message="aligning to candidates")
-            all_idents = all_idents.reshape(len(sequences), k)
-            widened = self._widen(sequences, pos, all_idents, progress)
+        aligned = self._align_candidates(sequences, pos, progress) if refs_seq is not None else None
         out = []
         evidence: list[tuple[int, int, int]] = []  # (query, position in its matches, reference)
         taxonomy, record_ids = self.refs.taxonomy, self.refs.record_ids
         for q, seq in enumerate(sequences):
             cand, sim = pos[q], sims[q]
-            if all_idents is not None:
-                cand, ident = widened.get(q, (cand, all_idents[q]))
-                sim = self.refs.matrix[cand] @ emb[q] if q in widened else sim
+            if aligned is not None:
+                cand, ident = aligned[q]
+                sim = self.refs.matrix[cand] @ emb[q]
                 order = np.lexsort((-sim, -ident))  # identity first, similarity breaks ties
                 cand, sim, ident = cand[order], sim[order], ident[order]
                 scores, kind = ident, "identity"
@@ -205,25 +199,58 @@ class DnaIdentifier:
                 out[q][1][n] = out[q][1][n]._replace(overlap=overlap)
         return out
 
-    def _widen(self, sequences: Sequence[str], pos: np.ndarray, idents: np.ndarray,
-               progress: ProgressCallback) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Queries with no embedding candidate at WIDEN_BELOW identity, searched again by shared
-        k-mers (engine.kmer_index): query -> (candidates, identities), the k best of both lists."""
-        from engine.kmer_index import WIDEN_BELOW, top_shared, widen
+    def _align_candidates(self, sequences: Sequence[str], pos: np.ndarray,
+                          progress: ProgressCallback) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query, (candidates, identities) to vote among: as few alignments as the call needs
+        (engine.kmer_index.after_first): the first FIRST_ALIGNED embedding candidates, then the rest
+        of them, a few for the evidence, or instead the k-mer search's candidates."""
+        from engine.kmer_index import FIRST_ALIGNED, after_first
 
-        todo = [q for q in range(len(sequences)) if idents[q].max(initial=0.0) < WIDEN_BELOW]
-        index = self.refs.kmer_index() if todo else None
+        refs_seq, taxonomy = self.refs.sequences, self.refs.taxonomy
+        m = min(FIRST_ALIGNED, pos.shape[1])
+        first = pair_identities([(seq, refs_seq[c] or "") for seq, cand in zip(sequences, pos[:, :m].tolist())
+                                 for c in cand], progress=progress, message="aligning to candidates")
+        first = first.reshape(len(sequences), m)
+        more, to_widen = [], []
+        for q in range(len(sequences)):
+            rest = after_first(first[q], [taxonomy[c].species for c in pos[q, :m]],
+                               [taxonomy[c].species for c in pos[q, m:]])
+            if rest is None and self.refs.kmer_index() is not None:
+                to_widen.append(q)
+                rest = []
+            elif rest is None:  # no k-mer index (a library too large for one): every embedding candidate
+                rest = list(range(pos.shape[1] - m))
+            more.append(pos[q, m:][rest])
+        more_idents = pair_identities([(sequences[q], refs_seq[c] or "") for q, cands in enumerate(more)
+                                       for c in cands.tolist()], progress=progress, message="aligning to candidates")
+        out, start = [], 0
+        for q, cands in enumerate(more):
+            out.append((np.concatenate([pos[q, :m], cands]),
+                        np.concatenate([first[q], more_idents[start: start + len(cands)]])))
+            start += len(cands)
+        for q, widened in self._widen([sequences[q] for q in to_widen], [out[q] for q in to_widen], progress):
+            out[to_widen[q]] = widened
+        return out
+
+    def _widen(self, sequences: Sequence[str], aligned: list[tuple[np.ndarray, np.ndarray]],
+               progress: ProgressCallback) -> Iterable[tuple[int, tuple[np.ndarray, np.ndarray]]]:
+        """Queries whose embedding candidates hold nothing at WIDEN_BELOW identity, searched again by
+        shared k-mers (engine.kmer_index): (query, (candidates, identities)), the k best of both lists."""
+        from engine.kmer_index import top_shared, widen
+
+        index = self.refs.kmer_index() if sequences else None
         if index is None:
-            return {}
-        shared = index.shared([sequences[q] for q in todo], progress=progress)
-        extra = [top_shared(shared, j, self.k) for j in range(len(todo))]
-        extra = [cands[~np.isin(cands, pos[q])] for q, cands in zip(todo, extra)]  # aligned already
+            return []
+        shared = index.shared(sequences, progress=progress)
+        extra = [top_shared(shared, j, self.k) for j in range(len(sequences))]
+        extra = [cands[~np.isin(cands, have)] for (have, _), cands in zip(aligned, extra)]  # aligned already
         refs_seq = self.refs.sequences
-        extra_idents = pair_identities([(sequences[q], refs_seq[c] or "") for q, cands in zip(todo, extra) for c in cands],
-                                       progress=progress, message="aligning to k-mer candidates")
-        out, start = {}, 0
-        for q, cands in zip(todo, extra):
-            out[q] = widen(pos[q], idents[q], cands, extra_idents[start: start + len(cands)], self.k)
+        extra_idents = pair_identities([(sequences[j], refs_seq[c] or "") for j, cands in enumerate(extra)
+                                        for c in cands.tolist()], progress=progress,
+                                       message="aligning to k-mer candidates")
+        out, start = [], 0
+        for j, ((have, idents), cands) in enumerate(zip(aligned, extra)):
+            out.append((j, widen(have, idents, cands, extra_idents[start: start + len(cands)], self.k)))
             start += len(cands)
         return out
 

@@ -27,6 +27,16 @@ from engine.progress import ProgressCallback, report
 
 K = 8
 WIDEN_BELOW = 0.97  # identity of the best embedding candidate under which a query is searched again
+# Aligning as few candidates as the call needs (``after_first``): the FIRST_ALIGNED nearest by embedding
+# are aligned first; a query whose best of them reaches CLEAR_IDENTITY with every other species at least
+# CLEAR_GAP below it is settled (at the identity vote's temperature, 0.002-0.005, a candidate CLEAR_GAP
+# below the top weighs e^-4..e^-10 of it), one whose best stays under WIDEN_BELOW goes to the k-mer
+# search straight away (its embedding candidates are the poorer source, see the module doc), and only
+# the rest get all of their embedding candidates aligned.
+FIRST_ALIGNED = 10
+CLEAR_IDENTITY = 0.99
+CLEAR_GAP = 0.02
+EVIDENCE_SPECIES = 3  # a settled query still aligns the nearest record of this many species (BOLD-style evidence)
 MAX_REFERENCES = 200_000
 # k-mers held by more than this share of the references are not counted (if also held by more
 # than COMMON_MIN_REFERENCES): on the benchmark library's own leave-species-out queries, the
@@ -120,6 +130,31 @@ def top_shared(shared, row: int, n: int, excluded: np.ndarray | None = None) -> 
         best = np.argpartition(-counts, n)[:n]
         refs, counts = refs[best], counts[best]
     return refs[np.argsort(-counts, kind="stable")].astype(np.int64)
+
+
+def after_first(identities: Sequence[float], species: Sequence[str], rest_species: Sequence[str]) -> list[int] | None:
+    """Which of a query's remaining embedding candidates to align, given the identities of its
+    first FIRST_ALIGNED ones (``species``: theirs; ``rest_species``: those of the remaining ones,
+    nearest first): positions into the remaining ones, or None when the query is to be widened by
+    the k-mer search instead. Settled queries (see FIRST_ALIGNED) align only the nearest record
+    of each further species needed to show EVIDENCE_SPECIES species."""
+    if len(identities) == 0:
+        return list(range(len(rest_species)))
+    best = int(np.argmax(identities))
+    top = float(identities[best])
+    if top < WIDEN_BELOW:
+        return None
+    others = [x for x, sp in zip(identities, species) if sp != species[best] or not sp]
+    if top >= CLEAR_IDENTITY and (not others or top - max(others) >= CLEAR_GAP):
+        seen, extra = {sp for sp in species if sp}, []
+        for n, sp in enumerate(rest_species):
+            if len(seen) >= EVIDENCE_SPECIES:
+                break
+            if sp and sp not in seen:
+                seen.add(sp)
+                extra.append(n)
+        return extra
+    return list(range(len(rest_species)))
 
 
 def widen(candidates: np.ndarray, identities: np.ndarray, extra: np.ndarray,

@@ -204,3 +204,50 @@ def test_a_frame_shifted_barcode_with_a_close_reference_is_kept():
     assert unframed_error(qc, far).startswith("no reading frame (9 stop codons")
     framed = BarcodeQC("ACGT" * 150, 600, 600, 0.0, False, 2, ["stop_codons"])
     assert unframed_error(framed, far) == ""
+
+
+def test_after_the_first_candidates_only_what_the_call_needs_is_aligned():
+    from engine.kmer_index import CLEAR_GAP, CLEAR_IDENTITY, WIDEN_BELOW, after_first
+
+    same = ["A a"] * 4
+    rest = ["A a", "B b", "B b", "C c", "D d"]
+    # settled: high and alone; only the nearest record of two more species, for the evidence
+    assert after_first([CLEAR_IDENTITY, 0.98, 0.97, 0.96], same, rest) == [1, 3]
+    assert after_first([0.999, 0.999 - CLEAR_GAP, 0.9, 0.9], ["A a", "B b", "B b", "C c"], rest) == []
+    # another species close to the top, or the top not high enough: every remaining candidate
+    other_close = ["A a", "B b", "A a", "A a"]
+    assert after_first([0.999, 0.999 - CLEAR_GAP / 2, 0.9, 0.9], other_close, rest) == list(range(5))
+    assert after_first([CLEAR_IDENTITY - 0.001, 0.9, 0.9, 0.9], same, rest) == list(range(5))
+    # nothing close: to the k-mer search instead
+    assert after_first([WIDEN_BELOW - 0.001, 0.9, 0.9, 0.9], same, rest) is None
+    # an unnamed reference counts as another species
+    assert after_first([0.999, 0.995, 0.9, 0.9], ["A a", "", "A a", "A a"], rest) == list(range(5))
+
+
+def test_clear_queries_align_a_fifth_of_their_candidates_and_get_the_same_calls(tiny_dna_pack, tmp_path, monkeypatch):
+    import engine.identify
+    import engine.kmer_index
+    from engine.build import add_barcodes, calibrate_library
+    from tests.synthetic import make_barcodes
+
+    recs = make_barcodes(genera=4, species_per_genus=4, records_per_species=6, record_divergence=0.002, seed=3)
+    queries = [r for r in recs if r.specimen_id.endswith("-0")]
+    lib = ReferenceLibrary.create(tmp_path / "lib.db")
+    add_barcodes(lib, [r for r in recs if r not in queries], DnaEncoder.from_path(tiny_dna_pack))
+    calibrate_library(lib)
+    lib.close()
+    ident = open_identifier(tmp_path / "lib.db", tiny_dna_pack, device="cpu")
+    aligned = []
+    real = engine.identify.pair_identities
+    monkeypatch.setattr(engine.identify, "pair_identities", lambda pairs, **kw: aligned.append(len(pairs)) or real(pairs, **kw))
+    early = ident.identify(queries)
+    assert sum(aligned) <= len(queries) * (engine.kmer_index.FIRST_ALIGNED + 2) < len(queries) * ident.k / 4
+    monkeypatch.setattr(engine.kmer_index, "FIRST_ALIGNED", ident.k)  # every embedding candidate aligned
+    aligned.clear()
+    full = ident.identify(queries)
+    assert sum(aligned) == len(queries) * ident.k
+    assert [r.call.name("species") for r in early] == [r.call.name("species") for r in full] == \
+        [q.taxonomy.species for q in queries]
+    assert [r.matches[0].identity for r in early] == [r.matches[0].identity for r in full]
+    # the evidence still names three species
+    assert all(len({m.taxonomy.species for m in r.matches}) >= 3 for r in early)
