@@ -65,7 +65,7 @@ def _fuse_with_photo(conn: sqlite3.Connection, sid: int, dna_item: int, values: 
     fused = fuse((_item_call(conn, dna_item), []), (_item_call(conn, photo[0]), []))
     for rank in CALL_RANKS:
         values[f"{rank}_confidence"] = fused.call.confidence(rank)
-    finest = fused.call.finest_rank
+    finest = fused.call.shown_rank
     values["confidence"] = fused.call.confidence(finest) if finest else values["confidence"]
     values["call_modality"] = "dna+image"
     values["disagreement_rank"] = fused.disagreement_rank

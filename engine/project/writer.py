@@ -285,7 +285,7 @@ def _insert_item(conn: sqlite3.Connection, sid: int, it: ItemResult, run_id: int
                                      "exif_orientation")},
         "novel": None if call is None else int(call.novel),
         "novel_rank": None if call is None else call.novel_rank,
-        "confidence": None if call is None else (call.confidence(call.finest_rank) if call.finest_rank else 0.0),
+        "confidence": None if call is None else (call.confidence(call.shown_rank) if call.shown_rank else 0.0),
         "given": json.dumps(it.given) if it.given else None,
         "run_id": run_id, "created_at": stamp,
     }

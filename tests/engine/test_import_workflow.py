@@ -357,3 +357,20 @@ def test_identify_finds_inputs_by_the_import_rules_and_skips_a_fifo(tmp_path, ti
     with open(out, encoding="utf-8") as fh:
         ids = {row["specimen_id"] for row in csv.DictReader(fh)}
     assert ids == {r.specimen_id for r in recs}
+
+
+def test_the_confidence_a_specimen_shows_is_its_finest_linnaean_rank_not_its_bin(tmp_path):
+    from engine.project.writer import ItemResult, ProjectWriter
+    from engine.records import Call, RankCall
+
+    conf = {"order": 0.99, "family": 0.99, "genus": 0.99, "species": 0.98, "bin_uri": 0.57}
+    call = Call({r: RankCall(r, f"{r}-name", c) for r, c in conf.items()})
+    assert call.shown_rank == "species"
+    with open_project(tmp_path / "p.db", create=True) as p:
+        w = ProjectWriter(p)
+        run = w.begin_run({})
+        fid = w.register_file(str(tmp_path / "x.fasta"), "barcodes", 1, 1, "", run)
+        w.write_batch(run, [ItemResult(fid, "S1", "S1", "dna", "ok", call=call, call_modality="dna")], [fid])
+        row = p.list_specimens()[0]
+        assert row["confidence"] == pytest.approx(0.98) and row["bin_uri_confidence"] == pytest.approx(0.57)
+        assert p.count_specimens(SpecimenFilter(max_confidence=0.7)) == 0  # not in the "needs review" queue
