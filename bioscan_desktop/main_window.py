@@ -221,6 +221,7 @@ class MainWindow(QMainWindow):
         self.thumbnails.set_project(self.project_path)
         self.results_model.set_project(project)
         self.reload_tree()
+        self._show_cached_cluster_map()
         self._show_import_state()
         self._update_counts()
         self._update_actions()
@@ -629,6 +630,19 @@ class MainWindow(QMainWindow):
         self.cluster_view.set_busy(True, "Starting…")
         self.tabs.setCurrentWidget(self.cluster_view)
         workers.start(task, "heavy")
+
+    def _show_cached_cluster_map(self) -> None:
+        """The project's putative species as cached in it (instant on reopen; nothing is computed)."""
+        task = workers.Task(jobs.compute_cluster_map, self.project_path, cached_only=True)
+        path = self.project_path
+        task.signals.finished.connect(
+            lambda species_map, path=path: self._cached_cluster_map_read(path, species_map))
+        workers.start(task, "light")
+
+    def _cached_cluster_map_read(self, path: str, species_map) -> None:
+        if species_map is not None and path == self.project_path and self.cluster_task is None:
+            self.cluster_view.set_map(species_map)
+            self.clusterMapReady.emit()
 
     def _cluster_map_done(self, task: workers.Task, cluster_map) -> None:
         if task is not self.cluster_task:

@@ -88,3 +88,22 @@ def test_clear_resets_map_selection_and_hover(mapped):
     assert view.stack.currentWidget() is view.placeholder
     view.select_cluster(0)  # nothing to select: no signal, no error
     assert view.selected_ids == []
+
+
+def test_a_reopened_project_shows_its_cached_map_without_computing(qtbot, mapped, monkeypatch):
+    import engine.cluster.project as cp
+
+    window, _ = mapped
+    path, before = window.project_path, window.cluster_view.map
+    window.close_project()
+    assert window.cluster_view.map is None
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("the map was computed again on reopen")
+
+    monkeypatch.setattr(cp, "_compute_species", no_compute)
+    with qtbot.waitSignal(window.clusterMapReady, timeout=30_000):
+        assert window.open_project(path)
+    again = window.cluster_view.map
+    assert again is not None and list(again.labels) == list(before.labels)
+    assert window.cluster_view.headline.text().endswith("library match)")
