@@ -32,11 +32,7 @@ class SetupInfo:
 
 def describe_setup(settings: Settings) -> SetupInfo:
     """Device, model pack and library in use (manifests and metadata only: nothing big is loaded)."""
-    from engine.errors import BioscanError
-    from engine.library import ReferenceLibrary
-    from engine.models.pack import load_pack
-    from engine.models.runtime import describe_device
-    from engine.resources import default_library_path, default_model_path
+    from engine import BioscanError, ReferenceLibrary, default_library_path, default_model_path, describe_device, load_pack
 
     info = SetupInfo()
     try:
@@ -96,8 +92,7 @@ def resumable_run(project) -> dict[str, Any] | None:
 # ------------------------------------------------------------------------------ photos
 def load_specimen_photo(project_path: str, specimen_id: int, max_side: int):
     """(specimen id, 8-bit RGB PIL image no larger than max_side, or None) for the specimen's first good photo."""
-    from engine.errors import BioscanError
-    from engine.io.images import load_photo
+    from engine import BioscanError, load_photo
 
     with open_project(project_path, readonly=True) as p:
         items = p.specimen(specimen_id).items
@@ -134,8 +129,7 @@ def count_taxonomy(taxa: Sequence[Any], ranks: Sequence[str]) -> TaxonNode:
 
 
 def library_tree(library_path: str, ranks: Sequence[str], progress: ProgressCallback = None) -> TaxonNode:
-    from engine.library import ReferenceLibrary
-    from engine.resources import default_library_path
+    from engine import ReferenceLibrary, default_library_path
 
     report(progress, 0, 1, "loading the reference library")
     lib = ReferenceLibrary.open(library_path or default_library_path())
@@ -157,7 +151,7 @@ def compute_cluster_map(project_path: str, progress: ProgressCallback = None, ca
     from the project's cache when the specimens are unchanged, else computed and cached. With
     ``cached_only`` nothing is computed (None unless cached, and quick): for
     showing the map as soon as a project is opened."""
-    from engine.cluster.project import map_project_species
+    from engine import map_project_species
 
     return map_project_species(project_path, cached_only=cached_only, progress=progress)
 
@@ -165,16 +159,15 @@ def compute_cluster_map(project_path: str, progress: ProgressCallback = None, ca
 # ------------------------------------------------------------------------------ export (engine/export, engine/report)
 def export_csv(project_path: str, flt: SpecimenFilter | None, out_path: str, progress: ProgressCallback = None) -> int:
     """The specimens a filter shows, in the CSV format of `bioscan export` (engine.export.project_csv)."""
-    from engine.export import write_csv
-    from engine.export.project_csv import project_columns, specimen_rows
+    from engine import write_project_csv
 
     with open_project(project_path, readonly=True) as p:
-        return write_csv(out_path, project_columns(), specimen_rows(p, flt))
+        return write_project_csv(p, out_path, flt)
 
 
 def export_dwca(project_path: str, out_path: str, progress: ProgressCallback = None) -> int:
     """A Darwin Core Archive of the whole project (as `bioscan export --format dwc`)."""
-    from engine.export.dwc import write_dwca
+    from engine import write_dwca
 
     with open_project(project_path, readonly=True) as p:
         return write_dwca(p, out_path)
@@ -182,7 +175,7 @@ def export_dwca(project_path: str, out_path: str, progress: ProgressCallback = N
 
 def export_report(project_path: str, out_path: str, progress: ProgressCallback = None) -> str:
     """The project report (PDF, HTML or PNG by suffix), as `bioscan report`."""
-    from engine.report import write_report
+    from engine import write_report
 
     with open_project(project_path, readonly=True) as p:
         return str(write_report(p, out_path))

@@ -12,35 +12,34 @@ __version__ = "0.1.0"
 
 keep_offline()  # before anything can load ONNX Runtime or matplotlib: no telemetry, caches in the app's folder
 
+# name -> module it lives in: the curated public API the CLI and the GUI use (the GUI imports only
+# this and engine.project; .importlinter enforces it). Imported on first use: start-up stays cheap.
+_LAZY = {
+    "read_barcodes": "engine.io", "ReadStats": "engine.io",
+    "check_barcode": "engine.qc",
+    "load_photo": "engine.io.images", "check_photo": "engine.io.images",
+    "load_pack": "engine.models.pack",
+    "DnaEncoder": "engine.models.dna_encoder",
+    "describe_device": "engine.models.runtime",
+    "default_library_path": "engine.resources", "default_model_path": "engine.resources",
+    "ReferenceLibrary": "engine.library",
+    "DnaIdentifier": "engine.identify", "Identification": "engine.identify", "open_identifier": "engine.identify",
+    "map_project_species": "engine.cluster.project",
+    "write_project_csv": "engine.export.project_csv", "write_dwca": "engine.export.dwc",
+    "write_report": "engine.report",
+}
+
 __all__ = [
     "__version__", "RANKS", "Barcode", "BarcodeQC", "Call", "Match", "RankCall", "RecordError", "Taxonomy",
     "BioscanError", "InputFormatError", "LibraryError", "ModelPackError", "Cancelled", "ProgressCallback",
-    "read_barcodes", "check_barcode", "load_pack", "DnaEncoder", "ReferenceLibrary", "DnaIdentifier",
-    "Identification", "open_identifier", "describe_device",
+    *_LAZY,
 ]
 
 
 def __getattr__(name: str):
-    # lazy: importing engine must stay cheap for the GUI's start-up
-    if name == "read_barcodes":
-        from engine.io import read_barcodes
-        return read_barcodes
-    if name == "check_barcode":
-        from engine.qc import check_barcode
-        return check_barcode
-    if name == "load_pack":
-        from engine.models.pack import load_pack
-        return load_pack
-    if name == "DnaEncoder":
-        from engine.models.dna_encoder import DnaEncoder
-        return DnaEncoder
-    if name == "describe_device":
-        from engine.models.runtime import describe_device
-        return describe_device
-    if name == "ReferenceLibrary":
-        from engine.library import ReferenceLibrary
-        return ReferenceLibrary
-    if name in ("DnaIdentifier", "Identification", "open_identifier"):
-        import engine.identify as m
-        return getattr(m, name)
-    raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -66,6 +66,7 @@ def specimen_result_row(s: dict[str, Any], matches: list[Match] | None = None) -
     return row
 
 
-def write_project_csv(project, path: str | Path) -> int:
-    """Write every specimen of a project (atomic, formula-safe); returns rows written."""
-    return write_csv(path, project_columns(), specimen_rows(project))
+def write_project_csv(project, path: str | Path, flt=None) -> int:
+    """Write the specimens a filter (engine.project.SpecimenFilter; None: all) shows, atomic and
+    formula-safe; returns rows written. `bioscan export` and the desktop app's Export both call it."""
+    return write_csv(path, project_columns(), specimen_rows(project, flt))
