@@ -269,12 +269,49 @@ def _add_photo_references(lib, args) -> None:
                                          f"({photos[p.specimen_id].path.name} is used)"))
         else:
             photos[p.specimen_id] = p
-    added, skipped = add_photos(lib, list(photos.values()), encoder, progress=_progress(args))
+    chosen, calibration = list(photos.values()), []
+    if args.photo_split == "training":  # the image model's own split: benchmark photos never become references
+        from engine.train.image import split_photos
+
+        chosen, calibration, held = split_photos(chosen)
+        print(f"photo split: {len(chosen)} training photos added; calls calibrated on {len(calibration)} others; "
+              f"{len(held)} held out", file=sys.stderr)
+    added, skipped = add_photos(lib, chosen, encoder, progress=_progress(args), calibration_photos=calibration)
     skipped = twice + skipped
     print(f"{args.out}: {added} photo references added, {len(skipped)} skipped, "
-          f"{lib.count('image')} photo references in all (calls: order and family)", file=sys.stderr)
+          f"{lib.count('image')} photo references in all", file=sys.stderr)
     for rid, why in skipped[:10]:
         print(f"  skipped {rid}: {why}", file=sys.stderr)
+
+
+def cmd_library_add_photos(args) -> int:
+    """`library add-photos`: photos of a project's barcode-identified specimens become photo references."""
+    from engine.atomic import atomic_output
+    from engine.build import library_output
+    from engine.identify_image import add_barcoded_photos
+    from engine.library import ReferenceLibrary
+    from engine.models.image_encoder import ImageEncoder
+    from engine.resources import default_library_path, default_model_path
+
+    encoder = ImageEncoder.from_path(args.image_model or default_model_path("image"), device=args.device)
+    out = Path(args.library)
+    if out.exists():
+        with library_output(out, add=True) as lib:
+            result = add_barcoded_photos(args.project, lib, encoder, args.min_confidence, progress=_progress(args))
+    else:  # a new user library starts as a copy of the base library (DNA references and all)
+        with atomic_output(out, replace=False, database=True) as tmp:
+            base = ReferenceLibrary.open(args.base or default_library_path())
+            lib = ReferenceLibrary.create_from(base, tmp)
+            base.close()
+            try:
+                result = add_barcoded_photos(args.project, lib, encoder, args.min_confidence, progress=_progress(args))
+            finally:
+                lib.close()
+    print(f"{out}: {result.added} photo references added from {result.specimens} specimens whose barcode call "
+          f"reached {args.min_confidence}; {len(result.skipped)} photos skipped", file=sys.stderr)
+    for rid, why in result.skipped[:10]:
+        print(f"  skipped {rid}: {why}", file=sys.stderr)
+    return 0
 
 
 def cmd_library_build(args) -> int:
@@ -570,6 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", nargs="+", metavar="DIR",
                    help="photo folders (or tables) with a labels.tsv: file, order, family, ... columns")
     s.add_argument("--image-model", help="image model pack for --images (default: the bundled one)")
+    s.add_argument("--photo-split", choices=["all", "training"], default="all",
+                   help="training: add only the photos the image model's split trains on (never its calibration or "
+                        "held-out benchmark photos) and calibrate the calls on its calibration photos")
     s.add_argument("--out", required=True, help="library file to create (or extend, with --add)")
     s.add_argument("--add", action="store_true", help="add records to an existing library")
     s.add_argument("--model", help="DNA model pack (default: the bundled one)")
@@ -578,6 +618,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default="", help="a name for the library")
     common(s)
     s.set_defaults(func=cmd_library_build)
+    s = lib.add_parser("add-photos", help="add the photos of a project's barcode-identified specimens to a library "
+                                          "as photo references (learn from this sample)")
+    s.add_argument("--project", required=True, help="project database (.db) with barcodes and photos")
+    s.add_argument("--library", required=True, help="library to extend (created as a copy of --base if absent)")
+    s.add_argument("--base", help="library a new --library starts from (default: the bundled one)")
+    s.add_argument("--min-confidence", type=float, default=0.9,
+                   help="a photo is named down to the finest rank its specimen's barcode call reaches this at")
+    s.add_argument("--image-model", help="image model pack (default: the bundled one)")
+    common(s)
+    s.set_defaults(func=cmd_library_add_photos)
     s = lib.add_parser("info", help="summarise a library")
     s.add_argument("library", nargs="?", help="default: the bundled one")
     s.set_defaults(func=cmd_library_info)

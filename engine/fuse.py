@@ -17,6 +17,11 @@ How the evidence is combined, rank by rank (order, family, genus, species, BIN):
   specimens letting them fill ranks the barcode left open added wrong calls; the photo's
   call stands alone only when there is no barcode call at all.
 
+* a photo outside the image model's domain (engine.identify_image: it names no rank, or only
+  the coarse ranks its domain score supports) neither raises nor lowers the barcode's
+  confidence at the ranks it leaves empty; a photo naming nothing leaves the barcode's call
+  exactly as it is.
+
 So a fused call names exactly what the barcode called; the photo raises or lowers the
 confidences and raises the disagreement flag.
 Matches are the barcode's (the photo's when there is no barcode call).
@@ -50,6 +55,8 @@ def fuse(dna: tuple[Call, list[Match]] | None, image: tuple[Call, list[Match]] |
     if dna is None:
         return FusedCall(image[0], list(image[1]), sources={r: "image" for r in RANKS if image[0].name(r)})
     d, im = dna[0], image[0]
+    if not any(im.name(r) for r in RANKS):  # e.g. a photo outside the model's domain: no evidence
+        return FusedCall(d, list(dna[1]), sources={r: "dna" for r in RANKS if d.name(r)})
     ranks: dict[str, RankCall] = {}
     sources: dict[str, str] = {}
     disagreement_rank = ""

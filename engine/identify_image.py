@@ -1,16 +1,21 @@
 """Identify specimen photos against a reference library, and add photo references to one.
 
 A photo is embedded by the image pack into the DNA model's space (see engine.train.image),
-then matched against the library's photo references when it has any, else directly
-against its DNA references (cross-modal). Calls stop at family: the photo labels we can
-train and calibrate on name orders and families (ants = Formicidae, bees, order example
-photos), never genera or species, so finer ranks are left empty rather than guessed.
+then matched against the library's photo references when it has any (calls from order to
+species, by the nearest references), else against its DNA references (cross-modal, a
+labelled fallback: calls stop at family, the rank the pack was aligned at).
 
-Calibration follows engine.assign (vote temperature, logistic confidence per rank, a
-presence threshold) but only for order and family; a photo is "novel" when its top score
-says its family is absent from the references:
+Domain: a photo whose embedding is far from every taxon the model was trained on and every
+taxon of the library's photo references (``domain_score``: the best cosine to their centroids)
+gets no call, or only the ranks its score supports, and the reason ``OUTSIDE_DOMAIN``. The
+thresholds are fitted on photos the model never saw (``fit_domain``), stored in the pack.
 
-* photo references: leave-one-out on the library's own photos (``calibrate_photo_library``);
+Photo evidence alone never flags a new species: photo calls are never ``novel``.
+
+Calibration follows engine.assign (vote temperature, logistic confidence per rank):
+
+* photo references: the library's own photos, leave-one-out, or photos not in the library
+  (``calibrate_photo_library``);
 * DNA references: photos held out of training, matched against the DNA library the pack
   was aligned to; stored in the pack's manifest (``"calibration"``). A library built with
   another DNA model has another space, so cross-modal matching refuses it.
@@ -18,7 +23,7 @@ says its family is absent from the references:
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -33,7 +38,12 @@ from engine.library import ReferenceLibrary, ReferenceRecord
 from engine.progress import ProgressCallback, report
 from engine.records import RANKS, REPORTED_MATCHES, Call, Match, RankCall, Taxonomy
 
-PHOTO_RANKS = ("order", "family")
+PHOTO_RANKS = ("order", "family")  # the ranks of calls against DNA references
+REFERENCE_RANKS = ("order", "family", "genus", "species")  # against photo references
+OUTSIDE_DOMAIN = "outside the photos this model was trained on and the library's photo references"
+DOMAIN_MIN_PHOTOS = 5  # a taxon supports the domain with at least this many photos
+DOMAIN_KEY = "domain"
+DOMAIN_MAX_FALSE_OUTSIDE = 0.02  # share of photos of trained orders the order threshold may leave uncalled
 UNKNOWN_FAMILY = "(family unknown)"
 CALIBRATION_KEY = "calibration.image"
 _NEVER = -2.0  # below any cosine: never "absent"
@@ -50,72 +60,55 @@ def centred(matrix: np.ndarray, center: np.ndarray) -> np.ndarray:
 
 
 def calibrate_photo_calls(emb: np.ndarray, truth: Sequence[Taxonomy], ref_matrix: np.ndarray,
-                          ref_taxonomy: Sequence[Taxonomy], k: int = TOP_K, exclude_self: bool = False) -> dict:
-    """Assigner calibration for photo calls at order and family, from labelled photos.
+                          ref_taxonomy: Sequence[Taxonomy], k: int = TOP_K, exclude_self: bool = False,
+                          ranks: Sequence[str] = PHOTO_RANKS) -> dict:
+    """Assigner calibration for photo calls at ``ranks``, from labelled photos.
 
-    The vote temperature is the one that makes the photos' family (else order) votes most
-    accurate; the logistic confidences are fitted per rank on (top score, vote share); the
-    "novel" threshold is the family-presence one: the photo's top score with its family in
-    the references (present) against the top score with every reference of its family
-    removed (absent). With ``exclude_self`` the photos are the references themselves (row
-    i = reference i) and each is left out of its own search.
+    The vote temperature is the one that makes the photos' finest-rank votes most accurate; the
+    logistic confidences are fitted per rank on (top score, vote share) of the photos named at
+    that rank; other ranks are never called. Photos are never "novel" (the novelty threshold is
+    below any score). With ``exclude_self`` the photos are the references themselves (row i =
+    reference i) and each is left out of its own search.
     """
     sims = emb @ ref_matrix.T
     if exclude_self:
         np.fill_diagonal(sims, -np.inf)
     ref_taxonomy = [_voting_taxonomy(t) for t in ref_taxonomy]
     truth = [_voting_taxonomy(t) for t in truth]
-    family = np.array([t.family for t in ref_taxonomy])
     tops = []
-    present, absent = [], []
-    for q, t in enumerate(truth):
-        s = sims[q]
-        top = np.argsort(-s)[:k]
-        top = top[np.isfinite(s[top])]
-        tops.append(top)
-        if t.family and len(top):
-            others = family == t.family
-            if exclude_self:
-                others[q] = False
-            if others.any():
-                present.append(float(s[top[0]]))
-            rest = s[family != t.family]
-            if len(rest):
-                absent.append(float(rest.max()))
+    for q in range(len(truth)):
+        top = np.argsort(-sims[q])[:k]
+        tops.append(top[np.isfinite(sims[q][top])])
 
     def votes_at(temperature: float) -> dict[str, list]:
-        rows = {r: [] for r in PHOTO_RANKS}
+        rows = {r: [] for r in ranks}
         for q, t in enumerate(truth):
             top = tops[q]
             if not len(top):
                 continue
             v = vote(Candidates([ref_taxonomy[c] for c in top], sims[q][top], "similarity"), temperature)
-            for r in PHOTO_RANKS:
+            for r in ranks:
                 if t.get(r):
                     rows[r].append((float(sims[q][top[0]]), v[r][1], float(v[r][0] == t.get(r))))
         return rows
 
     def accuracy(rows: dict[str, list]) -> float:
-        scored = rows["family"] or rows["order"]
+        scored = next((rows[r] for r in reversed(ranks) if len(rows[r]) >= 10), None) or rows[ranks[0]]
         return float(np.mean([x[2] for x in scored])) if scored else 0.0
 
     temperature = max(TEMPERATURES["similarity"], key=lambda tt: accuracy(votes_at(tt)))
     rows = votes_at(temperature)
-    t_family, false_novel, missed = best_threshold(np.array(present), np.array(absent))
     logistic, rates = {}, {}
     for r in RANKS:
-        if r in PHOTO_RANKS and rows[r]:
+        if r in ranks and rows[r]:
             v = np.array(rows[r])
             logistic[r] = _fit_logistic(v[:, :2], v[:, 2].astype(int))
             rates[r] = {"n": len(rows[r]), "top_vote_accuracy": round(float(v[:, 2].mean()), 4)}
         else:
             logistic[r] = list(_UNCALLED)
-    rates["family_absent"] = {"false_novel": false_novel, "missed_novel": missed,
-                              "n_present": len(present), "n_absent": len(absent)}
-    # the Assigner's "species" threshold flags novelty; for photos it is the family's
-    threshold = {"species": max(t_family, _NEVER), "bin_uri": _ALWAYS_ABSENT}
+    threshold = {"species": _NEVER, "bin_uri": _ALWAYS_ABSENT}  # never novel; BINs never called
     return {"similarity": {"threshold": threshold, "temperature": temperature, "logistic": logistic, "rates": rates},
-            "ranks": list(PHOTO_RANKS), "n_photos": len(truth)}
+            "ranks": list(ranks), "n_photos": len(truth)}
 
 
 def _voting_taxonomy(t: Taxonomy) -> Taxonomy:
@@ -124,12 +117,111 @@ def _voting_taxonomy(t: Taxonomy) -> Taxonomy:
     return replace(t, family=UNKNOWN_FAMILY) if t.order and not t.family else t
 
 
-def _photo_call(call: Call) -> Call:
-    """Keep only the ranks photos are calibrated for; "family unknown" is no family call."""
-    ranks = {r: (call.ranks[r] if r in PHOTO_RANKS and call.ranks[r].name != UNKNOWN_FAMILY
-                 else RankCall(r, "", call.ranks[r].confidence if r in PHOTO_RANKS else 0.0)) for r in RANKS}
-    novel_rank = call.novel_rank if call.novel_rank in PHOTO_RANKS else ""
-    return Call(ranks, novel=bool(novel_rank), novel_rank=novel_rank)
+@dataclass
+class PhotoCall(Call):
+    """A photo's call, with its domain score and, when ranks were left uncalled for it, why."""
+
+    domain_score: float = float("nan")
+    reason: str = ""
+    references: str = ""  # "image": matched against photo references; "dna": the cross-modal fallback
+
+
+def _photo_call(call: Call, ranks: Sequence[str], domain_score: float = float("nan"),
+                domain: dict | None = None, references: str = "") -> PhotoCall:
+    """Keep only the calibrated ``ranks`` the domain score supports; never novel; "family
+    unknown" is no family call."""
+    allowed = domain_ranks(domain_score, domain) if domain else tuple(ranks)
+    kept = {r: (call.ranks[r] if r in ranks and r in allowed and call.ranks[r].name != UNKNOWN_FAMILY
+                else RankCall(r, "", call.ranks[r].confidence if r in ranks else 0.0)) for r in RANKS}
+    cut = [r for r in ranks if r not in allowed and call.ranks[r].name]
+    return PhotoCall(kept, novel=False, novel_rank="", domain_score=domain_score,
+                     reason=OUTSIDE_DOMAIN if cut else "", references=references)
+
+
+# ------------------------------------------------------------------------- domain
+def pack_matrix(m: np.ndarray) -> dict:
+    """A float matrix as JSON (float16, base64) for a manifest."""
+    import base64
+
+    m = np.ascontiguousarray(m, dtype=np.float16)
+    return {"dtype": "float16", "shape": list(m.shape), "base64": base64.b64encode(m.tobytes()).decode("ascii")}
+
+
+def unpack_matrix(d: dict) -> np.ndarray:
+    import base64
+
+    try:
+        m = np.frombuffer(base64.b64decode(d["base64"]), dtype=np.dtype(d["dtype"])).reshape(d["shape"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelPackError(f"the image model's domain prototypes are unreadable ({exc})") from exc
+    return m.astype(np.float32)
+
+
+def domain_prototypes(emb: np.ndarray, taxonomy: Sequence[Taxonomy], labels: Sequence[str] = (),
+                      min_photos: int = DOMAIN_MIN_PHOTOS) -> tuple[np.ndarray, list[str]]:
+    """Unit centroids of every taxon (at each rank, and each label such as a common name) with at
+    least ``min_photos`` photos - the regions of the embedding space the photos cover - and the
+    order of each."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, t in enumerate(taxonomy):
+        names = [f"{r}:{t.get(r)}" for r in REFERENCE_RANKS if t.get(r)]
+        if i < len(labels) and labels[i] and t.order:
+            names.append(f"label:{labels[i]}")
+        for n in names:
+            groups.setdefault((t.order, n), []).append(i)
+    kept = [(order, ix) for (order, _), ix in groups.items() if len(ix) >= min_photos and order]
+    if not kept:
+        return np.zeros((0, emb.shape[1]), dtype=np.float32), []
+    m = np.stack([emb[ix].mean(axis=0) for _, ix in kept]).astype(np.float32)
+    return m / np.linalg.norm(m, axis=1, keepdims=True).clip(1e-12), [order for order, _ in kept]
+
+
+def domain_score(emb: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """Best cosine of each photo to the domain prototypes (-1 when there are none)."""
+    if not len(prototypes):
+        return np.full(len(emb), -1.0, dtype=np.float32)
+    return (np.asarray(emb, dtype=np.float32) @ prototypes.T).max(axis=1)
+
+
+def fit_domain(emb: np.ndarray, orders: Sequence[str], prototypes: np.ndarray, prototype_orders: Sequence[str],
+               max_false_outside: float = DOMAIN_MAX_FALSE_OUTSIDE, family_quantile: float = 0.03) -> dict:
+    """Domain thresholds from labelled photos the model never saw (``emb``, of ``orders``).
+
+    Order: an order the model was not trained on is simulated for each photo by leaving its own
+    order's prototypes out (leave-one-order-out, as engine.assign simulates absent species); the
+    threshold separates the photos' scores with their order present from those with it absent
+    (balanced error, at most ``max_false_outside`` of present photos below). With photos of fewer
+    than two orders nothing can be simulated and no order is ever called from a photo: a model that
+    saw one order cannot tell it from the others. Family and finer: the ``family_quantile`` of the
+    present scores, and never below the order's threshold.
+    """
+    sims = np.asarray(emb, dtype=np.float32) @ prototypes.T if len(prototypes) else np.zeros((len(emb), 0))
+    po = np.asarray(prototype_orders)
+    present = sims.max(axis=1) if sims.shape[1] else np.full(len(emb), -1.0)
+    absent = np.array([sims[i, po != o].max() for i, o in enumerate(orders) if (po != o).any()])
+    known = sorted(set(prototype_orders))
+    if len(known) < 2 or not len(absent):
+        t_order, false_outside, missed = _ALWAYS_ABSENT, 1.0, 0.0
+    else:
+        t_order, false_outside, missed = best_threshold(present, absent, max_false_outside)
+    t_family = max(t_order, float(np.quantile(present, family_quantile))) if len(present) else _ALWAYS_ABSENT
+    return {"threshold": {"order": round(float(t_order), 4), "family": round(float(t_family), 4)},
+            "fit": {"orders": known, "photos": len(emb), "order_absent_simulated": int(len(absent)),
+                    "false_outside": round(false_outside, 4), "order_absent_above_threshold": round(missed, 4),
+                    "family_below_threshold": round(float(np.mean(present < t_family)), 4) if len(present) else 0.0}}
+
+
+def domain_ranks(score: float, domain: dict) -> tuple[str, ...]:
+    """The ranks a photo's domain score supports: each rank needs its threshold (a rank without
+    one needs the threshold of the nearest coarser rank that has one)."""
+    thresholds = domain.get("threshold", {})
+    allowed, need = [], -np.inf
+    for r in REFERENCE_RANKS:
+        need = thresholds.get(r, need)
+        if not np.isfinite(score) or score < need:
+            break
+        allowed.append(r)
+    return tuple(allowed)
 
 
 class ImageIdentifier:
@@ -171,10 +263,21 @@ class ImageIdentifier:
 
             self.index = ExactIndex(centred(self.refs.matrix, np.asarray(center, dtype=np.float32)))
         self.assigner = Assigner(calibration, min_confidence=min_confidence)
+        self.ranks = tuple(calibration.get("ranks", PHOTO_RANKS))
+        self.domain = encoder.pack.manifest.get(DOMAIN_KEY)
+        self.domain_prototypes = np.zeros((0, encoder.dim), dtype=np.float32)
+        if self.domain:
+            self.domain_prototypes = unpack_matrix(self.domain["prototypes"])
+            if self.reference_modality == "image":  # the library's photos widen what the model knows
+                self.domain_prototypes = np.vstack([self.domain_prototypes,
+                                                    domain_prototypes(self.refs.matrix, self.refs.taxonomy)[0]])
 
     def match(self, images: Sequence, progress: ProgressCallback = None,
               embeddings: np.ndarray | None = None) -> list[tuple[Call, list[Match]] | BioscanError]:
-        """Calls (order and family) and ranked matches for 8-bit RGB PIL images, one per image.
+        """Calls (PhotoCall: against photo references order to species, against DNA references
+        order and family; no call, or only the coarse ranks its domain score supports, for a photo
+        unlike the model's training and the library's photos) and ranked matches for 8-bit RGB PIL
+        images, one per image.
 
         The images are embedded here unless ``embeddings`` are given (the importer embeds once and
         stores what it embedded). A photo the image model fails on (Pillow, numpy, onnxruntime: its
@@ -197,10 +300,12 @@ class ImageIdentifier:
         if not good:
             return out
         sims, pos = self.index.search(emb[good], self.k)
+        scores = domain_score(emb[good], self.domain_prototypes) if self.domain else np.full(len(good), np.nan)
         for row, q in enumerate(good):
             tax = [self.refs.taxonomy[c] for c in pos[row]]
             votes = [self.vote_taxonomy[c] for c in pos[row]]
-            call = _photo_call(self.assigner.assign(Candidates(votes, sims[row], "similarity")))
+            call = _photo_call(self.assigner.assign(Candidates(votes, sims[row], "similarity")), self.ranks,
+                               float(scores[row]), self.domain, self.reference_modality)
             out[q] = (call, [Match(self.refs.record_ids[c], tax[i], float(sims[row][i]))
                              for i, c in enumerate(pos[row][:REPORTED_MATCHES])])
         return out
@@ -247,9 +352,13 @@ def _photo_failure(exc: Exception) -> BioscanError:
 
 
 def add_photos(library: ReferenceLibrary, photos: Sequence[LabelledPhoto], encoder,
-               progress: ProgressCallback = None, batch: int = 64) -> tuple[int, list[tuple[str, str]]]:
+               progress: ProgressCallback = None, batch: int = 64, calibration_photos: Sequence[LabelledPhoto] = (),
+               sources: dict[str, str] | None = None) -> tuple[int, list[tuple[str, str]]]:
     """Embed labelled photos (those with at least an order) into the library; recalibrate.
 
+    ``calibration_photos`` (not added) calibrate the library's photo calls when given, else its
+    photos do, each left out of its own search. ``sources`` maps a specimen id to the provenance
+    kept with its reference (default: the photo's file name).
     Returns (added, skipped as (specimen id, reason)).
     """
     added, skipped = 0, []
@@ -259,31 +368,52 @@ def add_photos(library: ReferenceLibrary, photos: Sequence[LabelledPhoto], encod
             skipped.append((p.specimen_id, "no order in the labels table"))
         else:
             usable.append(p)
-    side = encoder.preprocess.decode_side
     for start in range(0, len(usable), batch):
-        chunk, images = [], []
-        for p in usable[start: start + batch]:
-            try:
-                images.append(check_photo(p.path, min_side=side)[0])
-                chunk.append(p)
-            except BioscanError as exc:
-                skipped.append((p.specimen_id, str(exc)))
-        if chunk:
-            failures: dict[int, Exception] = {}
-            emb = encoder.embed(images, failures=failures)
-            skipped.extend((chunk[i].specimen_id, str(_photo_failure(exc))) for i, exc in failures.items())
-            added += library.add((ReferenceRecord(p.specimen_id, p.taxonomy, e, None, source=p.path.name)
-                                  for i, (p, e) in enumerate(zip(chunk, emb)) if i not in failures), encoder)
+        chunk, emb, failed = _embed_photos(usable[start: start + batch], encoder)
+        skipped.extend(failed)
+        added += library.add((ReferenceRecord(p.specimen_id, p.taxonomy, e, None,
+                                              source=(sources or {}).get(p.specimen_id, p.path.name))
+                              for p, e in zip(chunk, emb)), encoder)
         report(progress, min(start + batch, len(usable)), len(usable), f"added {added} photo references")
     if added:
-        calibrate_photo_library(library)
+        queries = None
+        if calibration_photos:
+            chunk, emb, _ = _embed_photos([p for p in calibration_photos if p.taxonomy.order], encoder)
+            queries = (emb, [p.taxonomy for p in chunk])
+        calibrate_photo_library(library, queries)
     return added, skipped
 
 
-def calibrate_photo_library(library: ReferenceLibrary) -> dict:
-    """Leave-one-out calibration of photo calls on the library's photo references."""
+def _embed_photos(photos: Sequence[LabelledPhoto], encoder):
+    """(photos embedded, their embeddings, [(specimen id, why not)]) read by check_photo."""
+    side = encoder.preprocess.decode_side
+    chunk, images, skipped = [], [], []
+    for p in photos:
+        try:
+            images.append(check_photo(p.path, min_side=side)[0])
+            chunk.append(p)
+        except BioscanError as exc:
+            skipped.append((p.specimen_id, str(exc)))
+    if not chunk:
+        return [], np.zeros((0, encoder.dim), dtype=np.float32), skipped
+    failures: dict[int, Exception] = {}
+    emb = encoder.embed(images, failures=failures)
+    skipped.extend((chunk[i].specimen_id, str(_photo_failure(exc))) for i, exc in failures.items())
+    keep = [i for i in range(len(chunk)) if i not in failures]
+    return [chunk[i] for i in keep], emb[keep], skipped
+
+
+def calibrate_photo_library(library: ReferenceLibrary, queries: tuple[np.ndarray, Sequence[Taxonomy]] | None = None
+                            ) -> dict:
+    """Calibration of photo calls (order to species) on the library's photo references: ``queries``
+    (embeddings and taxonomy of labelled photos not in the library) against them, else the
+    references themselves, each left out of its own search."""
     refs = library.references("image")
-    cal = calibrate_photo_calls(refs.matrix, refs.taxonomy, refs.matrix, refs.taxonomy, exclude_self=True)
+    if queries is not None and len(queries[0]):
+        cal = calibrate_photo_calls(queries[0], queries[1], refs.matrix, refs.taxonomy, ranks=REFERENCE_RANKS)
+    else:
+        cal = calibrate_photo_calls(refs.matrix, refs.taxonomy, refs.matrix, refs.taxonomy, exclude_self=True,
+                                    ranks=REFERENCE_RANKS)
     library._set_meta(**{CALIBRATION_KEY: json.dumps(cal)})
     return cal
 
@@ -308,7 +438,7 @@ def fuse_identifications(dna: Sequence[Identification], photos: Sequence[Identif
     The fused call comes from engine.fuse.fuse; a disagreement between photo and barcode is
     added to the row's QC flags (``photo_disagrees_at_<rank>``).
     """
-    from dataclasses import replace
+    from dataclasses import dataclass, replace
 
     from engine.fuse import fuse
 
@@ -323,3 +453,77 @@ def fuse_identifications(dna: Sequence[Identification], photos: Sequence[Identif
         out.append(Identification(d.specimen_id, f"{d.source_file};{p.source_file}", "dna+image",
                                   call=f.call, matches=f.matches, qc=qc))
     return out
+
+
+@dataclass
+class BarcodedPhotos:
+    """What ``add_barcoded_photos`` did: references added, and the photos left out with why."""
+
+    added: int = 0
+    specimens: int = 0  # specimens whose barcode call reached the confidence
+    skipped: list[tuple[str, str]] = None  # (specimen key / photo, reason)
+
+    def __post_init__(self) -> None:
+        self.skipped = self.skipped or []
+
+
+def barcode_identified_photos(project, min_confidence: float) -> list[tuple[str, str, Taxonomy, dict]]:
+    """(specimen key, photo path, taxonomy, provenance) of every photo of a project specimen whose
+    barcode call reaches ``min_confidence``: the taxonomy is the barcode call's names, from order
+    down to the finest rank at that confidence (an override in review replaces it)."""
+    from engine.assign import LINEAGE
+
+    conn = project.conn
+    out = []
+    rows = conn.execute(
+        "SELECT s.id, s.specimen_key, i.id FROM specimens s JOIN items i ON i.specimen_id = s.id "
+        "WHERE i.modality = 'dna' AND i.status IN ('ok', 'novel') ORDER BY s.id, COALESCE(i.confidence, 0) DESC, i.id"
+    ).fetchall()
+    best: dict[int, tuple[str, int]] = {}
+    for sid, key, item in rows:
+        best.setdefault(sid, (key, item))
+    for sid, (key, item) in best.items():
+        calls = {r: (n or "", float(c or 0.0)) for r, n, c in conn.execute(
+            "SELECT rank, name, confidence FROM calls WHERE item_id = ?", [item])}
+        names = {}
+        for rank in LINEAGE:
+            name, conf = calls.get(rank, ("", 0.0))
+            if not name or conf < min_confidence:
+                break
+            names[rank] = name
+        if not names:
+            continue
+        finest = list(names)[-1]
+        provenance = {"project": project.path.name, "specimen": key, "barcode_item": item,
+                      "call": f"{finest} {names[finest]} ({calls[finest][1]:.3f}, barcode)"}
+        for photo_item, path in conn.execute(
+                "SELECT i.id, f.path FROM items i JOIN files f ON f.id = i.file_id WHERE i.specimen_id = ? "
+                "AND i.modality = 'photo' AND i.status IN ('ok', 'novel', 'pending') ORDER BY i.id", [sid]):
+            out.append((key, path, Taxonomy(**names), dict(provenance, photo=Path(path).name, photo_item=photo_item)))
+    return out
+
+
+def add_barcoded_photos(project_path: str | Path, library: ReferenceLibrary, encoder, min_confidence: float = 0.9,
+                        progress: ProgressCallback = None) -> BarcodedPhotos:
+    """Learn from this sample: the photos of a project's barcode-identified specimens (barcode call
+    at ``min_confidence`` or more) become photo references of ``library`` (writable), each named as
+    its barcode called it, with its provenance (project, specimen, call) as the reference's source;
+    the library's photo calls are then recalibrated. Photo-only specimens (a failed barcode) are
+    then matched against the lab's own photos of the same taxa."""
+    from engine.project.database import open_project
+
+    with open_project(project_path, readonly=True) as project:
+        found = barcode_identified_photos(project, min_confidence)
+    result = BarcodedPhotos(specimens=len({k for k, *_ in found}))
+    existing = set(library.references("image").record_ids) if library.count("image") else set()
+    photos, sources = [], {}
+    for key, path, taxonomy, provenance in found:
+        rid = f"{key}:{Path(path).name}"
+        if rid in existing:
+            result.skipped.append((rid, "already a photo reference of this library"))
+            continue
+        photos.append(LabelledPhoto(Path(path), rid, taxonomy, ""))
+        sources[rid] = json.dumps(provenance, sort_keys=True)
+    added, skipped = add_photos(library, photos, encoder, progress=progress, sources=sources)
+    result.added, result.skipped = added, result.skipped + skipped
+    return result

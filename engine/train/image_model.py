@@ -47,12 +47,25 @@ class ImageEmbedder(nn.Module):
             x = block(x)
         return x
 
+    def freeze_conv_head(self) -> None:
+        """Train the projection only: the head convolution and its batch norm keep ImageNet's weights,
+        so pooled features can be cached and each step costs a small MLP (minutes on 2 cores)."""
+        b = self.backbone
+        for p in list(b._conv_head.parameters()) + list(b._bn1.parameters()):
+            p.requires_grad_(False)
+
+    def pooled(self, features: torch.Tensor) -> torch.Tensor:
+        """Trunk features -> the backbone's pooled (B, 1280) output."""
+        b = self.backbone
+        return b._swish(b._bn1(b._conv_head(features))).mean(dim=(2, 3))
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone output -> L2-normalised embeddings."""
+        return F.normalize(self.head(pooled), dim=-1)
+
     def top(self, features: torch.Tensor) -> torch.Tensor:
         """Trained part: trunk features -> L2-normalised embeddings."""
-        b = self.backbone
-        x = b._swish(b._bn1(b._conv_head(features)))
-        x = x.mean(dim=(2, 3))
-        return F.normalize(self.head(x), dim=-1)
+        return self.project(self.pooled(features))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) float32 scaled (x - 127) / 128 -> (B, out_dim) unit vectors."""
@@ -75,3 +88,19 @@ def prototype_loss(image_emb: torch.Tensor, prototypes: torch.Tensor, target: to
 def view_consistency_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
     """NT-Xent (SimCLR) between two augmented views of the same unlabelled photos."""
     return clip_loss(a, b, temperature)
+
+
+def supervised_contrastive_loss(emb: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """SupCon (Khosla et al. 2020): photos of the same class (label >= 0) pull together, all
+    others push apart; what makes nearest photo references name genera and species."""
+    n = len(emb)
+    logits = emb @ emb.T / temperature
+    self_mask = torch.eye(n, dtype=torch.bool, device=emb.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask & (labels[:, None] >= 0)
+    has = positive.any(dim=1)
+    if not has.any():
+        return emb.sum() * 0.0
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    pos_log = log_prob.masked_fill(~positive, 0.0).sum(dim=1) / positive.sum(dim=1).clamp(min=1)
+    return -pos_log[has].mean()
