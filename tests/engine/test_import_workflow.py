@@ -67,16 +67,18 @@ def lab_folder(tmp_path) -> Path:
     return root
 
 
-def test_gui_and_cli_imports_of_one_folder_give_the_same_project(lab_folder, tmp_path, monkeypatch):
-    """The bundled library and both bundled models, as a technician's first import uses them."""
-    monkeypatch.setenv("BIOSCAN_DESKTOP_CONFIG", str(tmp_path / "config"))
-    from bioscan_desktop.jobs import run_import
-    from bioscan_desktop.settings import Settings
-
+def test_gui_and_cli_imports_of_one_folder_give_the_same_project(lab_folder, tmp_path):
+    """The bundled library and both bundled models, as a technician's first import uses them: the
+    desktop app's scripted import (the Import panel's job, in a real window offscreen) vs `bioscan import`."""
     gui_db, cli_db = tmp_path / "gui.db", tmp_path / "cli.db"
-    settings = Settings(device="cpu")
-    report = run_import([str(lab_folder)], str(gui_db), settings)
-    assert report.status == "completed"
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "settings.json").write_text('{"device": "cpu", "user_name": "tech"}', encoding="utf-8")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", BIOSCAN_DESKTOP_CONFIG=str(config))
+    gui = subprocess.run([sys.executable, "-m", "bioscan_desktop.app", "--project", str(gui_db), "--import",
+                          str(lab_folder), "--quit-when-done"], capture_output=True, text=True, cwd=REPO,
+                         timeout=600, env=env)
+    assert gui.returncode == 0, gui.stderr
     done = subprocess.run([sys.executable, "-m", "engine.cli", "import", str(lab_folder), "--project", str(cli_db),
                            "--device", "cpu", "-q"], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr
