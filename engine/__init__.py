@@ -27,6 +27,7 @@ _LAZY = {
     "map_project_species": "engine.cluster.project",
     "write_project_csv": "engine.export.project_csv", "write_dwca": "engine.export.dwc",
     "write_report": "engine.report",
+    "LibraryTaxonomy": "engine.taxonomy_check", "unknown_names": "engine.taxonomy_check",
 }
 
 __all__ = [

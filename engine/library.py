@@ -386,6 +386,11 @@ class ReferenceLibrary:
             plain = {n: t[0] for n, t in enumerate(texts) if t[0] is not None}
         return PackedSequences(self.db, arr[:, 0], arr[:, 1], plain)
 
+    def taxon_names(self, ranks: Sequence[str] = ("order", "family", "genus", "species")) -> dict[str, set[str]]:
+        """rank -> every name the library's references (any modality) give at that rank."""
+        return {rank: {r[0] for r in self.db.execute(f'SELECT DISTINCT "{rank}" FROM refs WHERE "{rank}" != ""')}
+                for rank in ranks}
+
     def summary(self) -> dict:
         counts = {
             rank: self.db.execute(f'SELECT count(DISTINCT "{rank}") FROM refs WHERE "{rank}" != ""').fetchone()[0]

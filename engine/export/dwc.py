@@ -2,8 +2,13 @@
 
 One occurrence per specimen that has data (error-only specimens, which are unreadable files
 rather than specimens, are left out). The identification is the effective call: the user's
-override when there is one (identifiedBy = the user), else the machine call (identifiedBy =
-this software and version, with the model and library in identificationRemarks).
+override when there is one (identifiedBy = the reviewer, dateIdentified = the review's time,
+the machine call and its models in identificationRemarks), else the machine call (identifiedBy =
+the models and library that made this call, from the import run of the items that made it
+(engine.export.provenance); dateIdentified = when that run wrote the call). An override name
+the library does not know is marked (identificationVerificationStatus "unverified name",
+taxonRemarks). Review notes go in occurrenceRemarks; photo/barcode disagreements and barcode
+conflicts in identificationRemarks.
 
 identificationQualifier: "aff." when the specimen looks new (no close reference: it has
 affinity with, but is probably not, the named taxon), "cf." when the machine's confidence
@@ -20,6 +25,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from engine.atomic import atomic_output
+from engine.export.provenance import flag_remarks, machine_identified_by, notes_text, unverified_text, with_provenance
 from engine.project import SpecimenFilter
 
 DWC = "http://rs.tdwg.org/dwc/terms/"
@@ -32,7 +38,7 @@ OCCURRENCE_TERMS: list[tuple[str, str]] = [
     (DWC, "order"), (DWC, "family"), (DWC, "genus"), (DWC, "specificEpithet"),
     (DWC, "identificationQualifier"), (DWC, "identifiedBy"), (DWC, "dateIdentified"),
     (DWC, "identificationVerificationStatus"), (DWC, "associatedSequences"), (DWC, "associatedMedia"),
-    (DWC, "identificationRemarks"), (DC, "modified"),
+    (DWC, "identificationRemarks"), (DWC, "taxonRemarks"), (DWC, "occurrenceRemarks"), (DC, "modified"),
 ]
 COLUMNS = [term for _, term in OCCURRENCE_TERMS]
 
@@ -83,9 +89,13 @@ def media_path(path: str, project_folder: Path | None) -> str:
 
 def occurrence_row(s: dict[str, Any], project_id: str, software: str,
                    project_folder: Path | None = None) -> dict[str, str]:
-    """The Darwin Core occurrence of one specimen (a Project.iter_specimens row); photo paths
-    are given relative to ``project_folder`` (see media_path)."""
+    """The Darwin Core occurrence of one specimen (a Project.iter_specimens row with ``made`` and
+    ``reviews``, engine.export.provenance.with_provenance); photo paths are given relative to
+    ``project_folder`` (see media_path)."""
     overridden = s["review"] == "overridden"
+    made, reviews = s.get("made") or [], s.get("reviews")
+    override = ((reviews or {}).get("override") or {}) if overridden else {}
+    machine_by = machine_identified_by(made) or software
     names = {r: (s[f"final_{r}"] if overridden else s[r]) or "" for r in ("order", "family", "genus", "species")}
     finest = next((r for r in ("species", "genus", "family", "order") if names[r]), "")
     meta = s.get("metadata") or {}
@@ -109,6 +119,9 @@ def occurrence_row(s: dict[str, Any], project_id: str, software: str,
                            f"similarity {s['top_similarity']:.3f}{ident})")
         if s["novel"]:
             remarks.append(f"possibly new at rank {s['novel_rank']}")
+        if overridden:
+            remarks.append(f"machine call by {machine_by}")
+        remarks.extend(flag_remarks(s))
     elif s["status"] == "pending":
         remarks.append("not identified yet (photos only)")
     if s["qc_flags"]:
@@ -116,7 +129,9 @@ def occurrence_row(s: dict[str, Any], project_id: str, software: str,
     if s["n_errors"]:
         remarks.append(f"{s['n_errors']} input items failed: {s['error']}")
     if overridden:
-        remarks.append(f"identification by {s.get('review_user') or 'a user'} overrides the machine call")
+        remarks.append(f"identification by {override.get('user') or 'a user'} overrides the machine call")
+    remarks.append(software)
+    unverified = unverified_text(reviews) if overridden else ""
     sequences = [f"{Path(p).name}#{k}" for m, p, k in s["files"] if m == "dna"]
     media = [media_path(p, project_folder) for m, p, _ in s["files"] if m == "photo"]
     row = {
@@ -130,13 +145,17 @@ def occurrence_row(s: dict[str, Any], project_id: str, software: str,
         "order": names["order"], "family": names["family"], "genus": names["genus"],
         "specificEpithet": names["species"].split(" ", 1)[1] if " " in names["species"] else "",
         "identificationQualifier": qualifier,
-        "identifiedBy": (s.get("review_user") or "user") if overridden else software,
-        "dateIdentified": (s.get("review_at") if overridden else s["updated_at"]) or "",
-        "identificationVerificationStatus": {"accepted": "verified by expert", "overridden": "verified by expert",
-                                             "stale": "unverified"}.get(s["review"] or "", "unverified"),
+        "identifiedBy": (override.get("user") or "user") if overridden else machine_by,
+        "dateIdentified": (override.get("created_at") if overridden else
+                           (made[0]["created_at"] if made else s["updated_at"])) or "",
+        "identificationVerificationStatus": "unverified name" if unverified else {
+            "accepted": "verified by expert", "overridden": "verified by expert",
+            "stale": "unverified"}.get(s["review"] or "", "unverified"),
         "associatedSequences": " | ".join(sequences),
         "associatedMedia": " | ".join(media),
         "identificationRemarks": "; ".join(remarks),
+        "taxonRemarks": f"not in the reference library, confirmed by the reviewer: {unverified}" if unverified else "",
+        "occurrenceRemarks": notes_text(reviews),
         "modified": s["updated_at"] or "",
     }
     return {k: _clean(v) for k, v in row.items()}
@@ -175,29 +194,25 @@ def eml_xml(title: str, software: str, pub_date: str, n: int, package_id: str) -
     return ET.tostring(eml, encoding="utf-8", xml_declaration=True)
 
 
-def _software(project) -> str:
+def _software() -> str:
     from engine import __version__
 
-    runs = project.import_runs()
-    models = ", ".join(f"{m['name']} {m.get('version', '')}".strip() for m in (runs[0]["models"] if runs else []))
-    return f"BIOSCAN Desktop {__version__}" + (f" ({models})" if models else "")
+    return f"BIOSCAN Desktop {__version__}"
 
 
 def write_dwca(project, path: str | Path) -> int:
     """Write a Darwin Core Archive of a project (atomic); returns the occurrences written."""
     from engine.project import now_iso
 
-    software = _software(project)
+    software = _software()
     project_id = project.meta.get("project_id", "")
     project_folder = Path(os.path.abspath(project.path)).parent
-    reviews = project.latest_overrides()
     n = 0
     with atomic_output(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("meta.xml", meta_xml())
         with zf.open("occurrence.txt", "w") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as fh:
             fh.write("\t".join(COLUMNS) + "\n")
-            for s in project.iter_specimens(SpecimenFilter(status=["ok", "novel", "pending"])):
-                s["review_user"], s["review_at"] = reviews.get(s["id"], ("", ""))
+            for s in with_provenance(project, project.iter_specimens(SpecimenFilter(status=["ok", "novel", "pending"]))):
                 row = occurrence_row(s, project_id, software, project_folder)
                 fh.write("\t".join(row[c] for c in COLUMNS) + "\n")
                 n += 1

@@ -5,10 +5,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from engine.export.csv_writer import write_csv
+from engine.export.provenance import library_text, model_text, notes_text, unverified_text, with_provenance
 from engine.records import RANKS, Match, Taxonomy
 
-EXTRA_COLUMNS = ["processid", "sampleid", "photo_paths", "review",
-                 *(f"reviewed_{r}" for r in RANKS)]
+EXTRA_COLUMNS = ["processid", "sampleid", "photo_paths", "disagreement_rank", "conflict_rank",
+                 "call_run", "call_date", "call_models", "call_library", "review",
+                 *(f"reviewed_{r}" for r in RANKS), "reviewed_by", "reviewed_at", "unverified_names", "review_notes"]
 
 
 def project_columns() -> list[str]:
@@ -35,13 +37,14 @@ def call_matches(project, item_id: int | None) -> list[Match]:
 def specimen_rows(project, flt=None) -> Iterator[dict[str, Any]]:
     """``specimen_result_row`` of each specimen a filter (engine.project.SpecimenFilter) shows, with
     its call's evidence columns (engine.identify.EVIDENCE_COLUMNS) from the stored matches."""
-    for s in project.iter_specimens(flt):
+    for s in with_provenance(project, project.iter_specimens(flt)):
         yield specimen_result_row(s, call_matches(project, s["call_item_id"]))
 
 
 def specimen_result_row(s: dict[str, Any], matches: list[Match] | None = None) -> dict[str, Any]:
-    """One specimen (a Project.iter_specimens row) in RESULT_COLUMNS terms plus the extra columns;
-    the evidence columns from ``matches`` (its call's, best first; empty without)."""
+    """One specimen (a Project.iter_specimens row, with ``made`` and ``reviews`` from
+    engine.export.provenance.with_provenance when there) in RESULT_COLUMNS terms plus the extra
+    columns; the evidence columns from ``matches`` (its call's, best first; empty without)."""
     from engine.identify import evidence_cells
 
     dna = [p for m, p, _ in s["files"] if m == "dna"]
@@ -57,7 +60,17 @@ def specimen_result_row(s: dict[str, Any], matches: list[Match] | None = None) -
         "sequence_length": "" if s["sequence_length"] is None else s["sequence_length"], "error": s["error"] or "",
         "processid": s["processid"] or "", "sampleid": s["sampleid"] or "", "photo_paths": ";".join(photos),
         "review": s["review"] or "",
+        "disagreement_rank": s.get("disagreement_rank") or "", "conflict_rank": s.get("conflict_rank") or "",
     }
+    made, reviews = s.get("made") or [], s.get("reviews")
+    row["call_run"] = ";".join(dict.fromkeys(str(m["run"]["id"]) for m in made if m["run"].get("id")))
+    row["call_date"] = ";".join(dict.fromkeys(m["created_at"] or "" for m in made))
+    row["call_models"] = "; ".join(model_text(x) for m in made for x in m["models"])
+    row["call_library"] = "; ".join(dict.fromkeys(library_text(m["run"]) for m in made))
+    override = (reviews or {}).get("override") if s["review"] == "overridden" else None
+    row["reviewed_by"], row["reviewed_at"] = (override["user"], override["created_at"]) if override else ("", "")
+    row["unverified_names"] = unverified_text(reviews) if override else ""
+    row["review_notes"] = notes_text(reviews)
     for rank in RANKS:
         row[rank] = s[rank] or ""
         row["bin_confidence" if rank == "bin_uri" else f"{rank}_confidence"] = _round(s[f"{rank}_confidence"])

@@ -27,7 +27,7 @@ import numpy as np
 from engine.errors import BioscanError
 from engine.project.schema import (CALL_RANKS, EMBEDDING_DTYPE, MIGRATIONS, REVIEW_ACTIONS, SCHEMA_VERSION,
                                    SPECIMEN_LIST_COLUMNS, STATUSES, TAXON_TREE_RANKS, now_iso, q)
-from engine.project.summary import refresh_review
+from engine.project.summary import fused_photo_item, refresh_review
 from engine.sqlite_paths import connect, sqlite_kind, wrong_kind_message
 
 
@@ -345,11 +345,54 @@ class Project:
             "JOIN specimens s ON s.id = i.specimen_id JOIN files f ON f.id = i.file_id WHERE i.status = 'error' "
             "ORDER BY i.id" + ("" if limit is None else " LIMIT ?"), [] if limit is None else [int(limit)])
 
-    def latest_overrides(self) -> dict[int, tuple[str, str]]:
-        """specimen id -> (user, time) of its latest override, for every overridden specimen."""
-        rows = self.conn.execute("SELECT specimen_id, user, created_at FROM annotations WHERE action = 'override' "
-                                 "ORDER BY id").fetchall()
-        return {sid: (user, at) for sid, user, at in rows}
+    def reviews(self) -> dict[int, dict[str, Any]]:
+        """specimen id -> {"override": its latest override (user, created_at, unverified_names: rank ->
+        name) or None, "notes": [(user, created_at, action, note)] oldest first} for every annotated specimen."""
+        out: dict[int, dict[str, Any]] = {}
+        for sid, action, user, at, note, unverified in self.conn.execute(
+                "SELECT specimen_id, action, user, created_at, note, unverified_names FROM annotations ORDER BY id"):
+            entry = out.setdefault(sid, {"override": None, "notes": []})
+            if action == "override":
+                entry["override"] = {"user": user, "created_at": at,
+                                     "unverified_names": json.loads(unverified) if unverified else {}}
+            if note:
+                entry["notes"].append((user, at, action, note))
+        return out
+
+    def call_provenance(self, specimen_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """specimen id -> the items that made its call (the call item; for a "dna+image" call also the
+        photo fused with it), each {item_id, modality ("dna"/"image"), created_at, run (the import run
+        that wrote the item: id, started_at, library_id, library_path, library_sha256), models (that
+        run's models of the item's modality)}. Specimens without a call are left out."""
+        if not specimen_ids:
+            return {}
+        runs = {r["id"]: r for r in self.import_runs()}
+        rows = self.conn.execute(
+            "SELECT s.id, s.call_modality, i.id, i.modality, i.run_id, i.created_at FROM specimens s "
+            "JOIN items i ON i.id = s.call_item_id WHERE s.id IN (SELECT value FROM json_each(?))",
+            [json.dumps([int(i) for i in specimen_ids])]).fetchall()
+        out: dict[int, list[dict[str, Any]]] = {}
+        for sid, call_modality, item_id, modality, run_id, created_at in rows:
+            made = [(item_id, modality, run_id, created_at)]
+            photo = fused_photo_item(self.conn, sid) if call_modality == "dna+image" else None
+            if photo is not None:
+                made.append((photo, "photo", *self.conn.execute(
+                    "SELECT run_id, created_at FROM items WHERE id = ?", [photo]).fetchone()))
+            for iid, item_modality, rid, at in made:
+                call_modality_of_item = "dna" if item_modality == "dna" else "image"
+                run = runs.get(rid) or {}
+                out.setdefault(sid, []).append({
+                    "item_id": iid, "modality": call_modality_of_item, "created_at": at,
+                    "run": {k: run.get(k) for k in ("id", "started_at", "library_id", "library_path",
+                                                    "library_sha256")},
+                    "models": [m for m in run.get("models") or [] if m.get("modality") == call_modality_of_item]})
+        return out
+
+    def item_qc_flags(self) -> list[tuple[str, str, str]]:
+        """(specimen key, item status, qc_flags) of every barcode record that carries QC flags."""
+        return self.conn.execute(
+            "SELECT s.specimen_key, i.status, i.qc_flags FROM items i JOIN specimens s ON s.id = i.specimen_id "
+            "WHERE i.modality = 'dna' AND i.qc_flags IS NOT NULL AND i.qc_flags != '' ORDER BY i.id").fetchall()
 
     def import_runs(self) -> list[dict[str, Any]]:
         """Every import run, newest first, with provenance (JSON fields parsed)."""
@@ -436,10 +479,12 @@ class Project:
 
     # -- user annotations (never touch the machine call) -----------------------------------
     def annotate(self, specimen_id: int, action: str, user: str, taxonomy: dict[str, str] | None = None,
-                 note: str = "") -> int:
+                 note: str = "", unverified_names: dict[str, str] | None = None) -> int:
         """Record a user's review: "accept" the machine call, "override" it with ``taxonomy``
         (rank -> name; ranks coarser than the finest given rank keep the machine call's name when
-        not given, finer ones are empty), or "annotate" with a note only.
+        not given, finer ones are empty), or "annotate" with a note only. ``unverified_names``
+        (rank -> name, a part of ``taxonomy``): the override's names the user confirmed though the
+        reference library does not know them (engine.taxonomy_check finds them); exports mark them.
         Returns the annotation id; the machine call columns are never changed."""
         if action not in REVIEW_ACTIONS:
             raise ValueError(f"action must be one of {REVIEW_ACTIONS}, not {action!r}")
@@ -451,6 +496,9 @@ class Project:
             raise ValueError(f"unknown ranks {sorted(bad)}")
         if action == "override" and not any(taxonomy.values()):
             raise ValueError("an override needs at least one rank name")
+        unverified = {r: n for r, n in (unverified_names or {}).items() if n}
+        if any(taxonomy.get(r) != n for r, n in unverified.items()) or (unverified and action != "override"):
+            raise ValueError("unverified names must be names of the override")
         with self.transaction() as conn:
             row = conn.execute(f"SELECT {', '.join(q(r) for r in CALL_RANKS)} FROM specimens WHERE id = ?",
                                [specimen_id]).fetchone()
@@ -463,9 +511,10 @@ class Project:
                             for i, r in enumerate(CALL_RANKS)}
             cur = conn.execute(
                 f"INSERT INTO annotations (specimen_id, action, {', '.join(q(r) for r in CALL_RANKS)}, note, "
-                f"user, created_at, machine_call) VALUES (?, ?, {', '.join('?' * len(CALL_RANKS))}, ?, ?, ?, ?)",
+                f"user, created_at, machine_call, unverified_names) "
+                f"VALUES (?, ?, {', '.join('?' * len(CALL_RANKS))}, ?, ?, ?, ?, ?)",
                 [specimen_id, action, *(taxonomy.get(r, "") for r in CALL_RANKS), note, user, now_iso(),
-                 json.dumps(machine)])
+                 json.dumps(machine), json.dumps(unverified) if unverified else None])
             refresh_review(conn, [specimen_id])
             annotation_id = cur.lastrowid
         self.checkpoint()  # a review is the user's work: in the project file itself at once

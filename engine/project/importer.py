@@ -321,6 +321,10 @@ class _Importer:
             models.append({"modality": "image", "name": getattr(pack, "name", type(img).__name__),
                            "version": getattr(pack, "version", ""), "precision": getattr(source, "precision", ""),
                            "sha256": getattr(source, "model_sha256", "")})
+            library = getattr(img, "library", None)
+            if not lib and library is not None:  # a photo-only run: its calls name the library too
+                lib = {"library_id": library.library_id, "library_path": str(library.path),
+                       "library_sha256": _file_sha256(library.path)}
         return {"models": models, **lib}
 
     def _tick(self, n: int, phase: str) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from engine.records import RANKS
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 EMBEDDING_DTYPE = np.float16  # as in the reference library
 STATUSES = ("ok", "novel", "error", "pending")  # pending: photos only, no image model yet
 REVIEW_ACTIONS = ("accept", "override", "annotate")
@@ -130,7 +130,15 @@ def _overlap_v4(db) -> None:
         db["matches"].add_column("overlap", int)
 
 
-MIGRATIONS = {1: _create_v1, 2: _indexes_v2, 3: _conflicts_v3, 4: _overlap_v4}  # version -> function bringing the schema from version-1 to version
+def _unverified_names_v5(db) -> None:
+    """Version 5: ``annotations.unverified_names``, the names of an override (JSON rank -> name) the
+    reference library does not know at that rank and the user confirmed anyway (engine.taxonomy_check)."""
+    if "unverified_names" not in db["annotations"].columns_dict:
+        db["annotations"].add_column("unverified_names", str)
+
+
+MIGRATIONS = {1: _create_v1, 2: _indexes_v2, 3: _conflicts_v3, 4: _overlap_v4,
+              5: _unverified_names_v5}  # version -> function bringing the schema from version-1 to version
 
 
 def create_cluster_cache_tables(db) -> None:

@@ -50,19 +50,25 @@ def _item_call(conn: sqlite3.Connection, item_id: int) -> Call:
     return Call(ranks, novel=bool(row[0]), novel_rank=row[1] or "")
 
 
+def fused_photo_item(conn: sqlite3.Connection, sid: int) -> int | None:
+    """The item id of the specimen's best identified photo: the one a barcode call is fused with."""
+    photo = conn.execute(
+        "SELECT i.id FROM items i WHERE i.specimen_id = ? AND i.modality = 'photo' AND i.status IN ('ok', 'novel') "
+        "AND EXISTS (SELECT 1 FROM calls c WHERE c.item_id = i.id) ORDER BY COALESCE(i.confidence, 0) DESC, i.id "
+        "LIMIT 1", [sid]).fetchone()
+    return None if photo is None else photo[0]
+
+
 def _fuse_with_photo(conn: sqlite3.Connection, sid: int, dna_item: int, values: dict[str, Any]) -> None:
     """Fold the specimen's best identified photo into its barcode call (see refresh_specimens)."""
     from engine.fuse import fuse
 
     if values["call_modality"] != "dna":
         return
-    photo = conn.execute(
-        "SELECT i.id FROM items i WHERE i.specimen_id = ? AND i.modality = 'photo' AND i.status IN ('ok', 'novel') "
-        "AND EXISTS (SELECT 1 FROM calls c WHERE c.item_id = i.id) ORDER BY COALESCE(i.confidence, 0) DESC, i.id "
-        "LIMIT 1", [sid]).fetchone()
+    photo = fused_photo_item(conn, sid)
     if photo is None:
         return
-    fused = fuse((_item_call(conn, dna_item), []), (_item_call(conn, photo[0]), []))
+    fused = fuse((_item_call(conn, dna_item), []), (_item_call(conn, photo), []))
     for rank in CALL_RANKS:
         values[f"{rank}_confidence"] = fused.call.confidence(rank)
     finest = fused.call.shown_rank

@@ -91,7 +91,8 @@ def test_dwc_archive_is_structurally_valid(imported, tmp_path):
     by_cat = {r["catalogNumber"]: r for r in rows}
     r0 = by_cat[known[0].specimen_id]
     assert (r0["scientificName"], r0["taxonRank"], r0["kingdom"]) == (known[0].taxonomy.species, "species", "Animalia")
-    assert r0["identifiedBy"].startswith("BIOSCAN Desktop ") and r0["dateIdentified"][:2] == "20"
+    assert r0["identifiedBy"].startswith("bioscan-dna") and " against " in r0["identifiedBy"]
+    assert r0["dateIdentified"][:2] == "20" and "BIOSCAN Desktop " in r0["identificationRemarks"]
     assert r0["associatedSequences"] == f"known.tsv#{known[0].specimen_id}"
     assert r0["associatedMedia"] == f"in/{known[0].specimen_id}.jpg"  # relative to the project's folder
     rn = by_cat[novel[1].specimen_id]
@@ -101,6 +102,11 @@ def test_dwc_archive_is_structurally_valid(imported, tmp_path):
     ro = by_cat[known[1].specimen_id]
     assert (ro["scientificName"], ro["identifiedBy"], ro["specificEpithet"]) == ("Genus9 species9", "Dr. Ana", "species9")
     assert ro["identificationVerificationStatus"] == "verified by expert"
+    with open_project(project, readonly=True) as p:
+        review = next(a for a in p.annotations(p.specimen_id(known[1].specimen_id)) if a["action"] == "override")
+    assert ro["dateIdentified"] == review["created_at"]  # the review's time, not the import's
+    assert f"machine call by {r0['identifiedBy']}" in ro["identificationRemarks"]
+    assert f"species {known[1].taxonomy.species}" in ro["identificationRemarks"]  # the machine's name is kept
     assert eml.find("dataset/title").text and eml.find("dataset/pubDate").text
     assert eml.get("packageId") == r0["occurrenceID"].rsplit(":", 1)[0]  # urn:bioscan-desktop:<project id>
 
@@ -271,3 +277,170 @@ def test_a_full_disk_during_library_build_add_keeps_the_old_library(small_disk, 
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("bioscan:")]
     assert len(err) == 1 and err[0].startswith(f"bioscan: error: no space left on the disk for {lib}"), err
     assert lib.read_bytes() == old and sorted(p.name for p in small_disk.iterdir()) == ["filler", "lib.db"]
+
+
+# ------------------------------------------------------------------ provenance, reviews and flags
+class _Pack:
+    name, version = "test-image-model", "2.0.0"
+
+
+class _PhotoEncoder:
+    model_sha256 = "e" * 64
+    precision = "int8"
+    pack = _Pack()
+
+    def embed(self, images, progress=None):
+        return np.tile(np.eye(4, dtype=np.float32)[0], (len(images), 1))
+
+
+def _read_csv(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {r["specimen_id"]: r for r in csv.DictReader(fh)}
+
+
+def _read_dwca(path: Path) -> dict[str, dict[str, str]]:
+    with zipfile.ZipFile(path) as zf:
+        lines = zf.read("occurrence.txt").decode("utf-8").split("\n")
+    header = lines[0].split("\t")
+    return {r["catalogNumber"]: r for r in (dict(zip(header, line.split("\t"))) for line in lines[1:] if line)}
+
+
+@pytest.fixture(scope="module")
+def reimported(tmp_path_factory, synthetic_split, tiny_library, tiny_dna_pack):
+    """Run 1 imports barcodes (one specimen id in two files, naming different families); run 2 finds
+    the same files unchanged and only photos new, identified by a (fake) image model that calls every
+    photo the first specimen's family: the issue's no-op re-import."""
+    from engine.project import ImportSettings, import_folders
+    from engine.records import Call, Match, RankCall
+
+    _, known, _ = synthetic_split
+    agree = known[0]
+    disagree = next(k for k in known if k.taxonomy.family != agree.taxonomy.family)
+    twice = next(k for k in known[1:] if k.taxonomy.family == agree.taxonomy.family and k is not disagree)
+    other_family = next(k for k in known if k.taxonomy.family != twice.taxonomy.family and k is not disagree)
+
+    class PhotoSaysFamilyOfFirst:
+        encoder = _PhotoEncoder()
+
+        def match(self, images, progress=None, embeddings=None):
+            call = Call({r: RankCall(r, agree.taxonomy.get(r) if r in ("order", "family") else "", 0.8)
+                         for r in ("order", "family", "genus", "species", "bin_uri")})
+            return [(call, [Match("IMG1", agree.taxonomy, 0.9)]) for _ in images]
+
+    d = tmp_path_factory.mktemp("provenance")
+    src = d / "in"
+    src.mkdir()
+    write_fasta(src / "plate.fasta", [agree, disagree, twice])
+    write_fasta(src / "replate.fasta", [type(twice)(twice.specimen_id, other_family.sequence, "",
+                                                     other_family.taxonomy)])
+    settings = ImportSettings(library=str(tiny_library), dna_model=str(tiny_dna_pack), device="cpu")
+    project = d / "p.db"
+    import_folders([src], project, settings)
+    for rec, seed in ((agree, 1), (disagree, 2)):
+        from tests.engine.test_bad_images import textured
+
+        textured((64, 48), seed=seed).save(src / f"{rec.specimen_id}.jpg")
+    import_folders([src], project, settings, image_identifier=PhotoSaysFamilyOfFirst())
+    return project, agree, disagree, twice
+
+
+def test_a_no_op_reimport_leaves_the_dna_calls_with_the_dna_model(reimported, tmp_path, tiny_library):
+    from engine.export.dwc import write_dwca
+    from engine.export.project_csv import write_project_csv
+
+    project, agree, disagree, twice = reimported
+    with open_project(project, readonly=True) as p:
+        latest, first = p.import_runs()[0], p.import_runs()[1]
+        write_project_csv(p, tmp_path / "a.csv")
+        write_dwca(p, tmp_path / "a.zip")
+    assert [m["modality"] for m in latest["models"]] == ["image"]  # the re-import opened no DNA model
+    dna_model = next(m for m in first["models"] if m["modality"] == "dna")
+    rows, occ = _read_csv(tmp_path / "a.csv"), _read_dwca(tmp_path / "a.zip")
+    dna_only = rows[twice.specimen_id]
+    assert dna_only["modality"] == "dna" and dna_only["call_run"] == str(first["id"])
+    assert dna_only["call_models"].startswith(f"{dna_model['name']} {dna_model['version']} (int8, sha256 "
+                                              f"{dna_model['sha256'][:12]}")
+    assert first["library_id"] in dna_only["call_library"] and Path(tiny_library).stem in dna_only["call_library"]
+    by = occ[twice.specimen_id]["identifiedBy"]
+    assert by.startswith(dna_model["name"]) and first["library_id"] in by and "test-image-model" not in by
+    assert occ[twice.specimen_id]["dateIdentified"] <= latest["started_at"]
+    fused = rows[agree.specimen_id]  # barcode (run 1) fused with the photo (run 2): both made the call
+    assert fused["modality"] == "dna+image" and fused["call_run"] == f"{first['id']};{latest['id']}"
+    assert dna_model["name"] in fused["call_models"] and "test-image-model 2.0.0" in fused["call_models"]
+    assert "test-image-model 2.0.0" in occ[agree.specimen_id]["identifiedBy"]
+
+
+def test_disagreement_and_conflict_flags_are_in_the_csv_and_the_archive(reimported, tmp_path):
+    from engine.export.dwc import write_dwca
+    from engine.export.project_csv import write_project_csv
+
+    project, agree, disagree, twice = reimported
+    with open_project(project, readonly=True) as p:
+        stored = {k: p.specimen(k).specimen for k in (agree.specimen_id, disagree.specimen_id, twice.specimen_id)}
+        write_project_csv(p, tmp_path / "a.csv")
+        write_dwca(p, tmp_path / "a.zip")
+    rows, occ = _read_csv(tmp_path / "a.csv"), _read_dwca(tmp_path / "a.zip")
+    assert stored[disagree.specimen_id]["disagreement_rank"] == "family"  # the mix-up the photo shows
+    assert stored[twice.specimen_id]["conflict_rank"] in ("order", "family")
+    for key, s in stored.items():
+        assert rows[key]["disagreement_rank"] == s["disagreement_rank"]
+        assert rows[key]["conflict_rank"] == s["conflict_rank"]
+    assert "photo and barcode disagree at family" in occ[disagree.specimen_id]["identificationRemarks"]
+    assert "disagree" not in occ[agree.specimen_id]["identificationRemarks"]
+    assert (f"two barcodes of this specimen disagree at {stored[twice.specimen_id]['conflict_rank']}"
+            in occ[twice.specimen_id]["identificationRemarks"])
+
+
+def test_override_names_are_checked_against_the_library(tiny_library):
+    from engine.library import ReferenceLibrary
+    from engine.taxonomy_check import LibraryTaxonomy, unknown_names
+
+    lib = ReferenceLibrary.open(tiny_library)
+    names = lib.taxon_names()
+    family = sorted(names["family"])[0]
+    typo = family[:-2] + family[-1] + family[-2]  # Synthidae0 -> Synthida0e
+    assert unknown_names(lib, {"order": "Synthoptera", "family": family, "genus": sorted(names["genus"])[0]}) == []
+    found = unknown_names(LibraryTaxonomy.of(lib), {"family": typo, "genus": "Genus0", "species": "Nova nova"})
+    assert [(u.rank, u.name) for u in found] == [("family", typo), ("species", "Nova nova")]
+    assert family in found[0].suggestions and found[0].message().startswith(f"{typo}: not a family in the library")
+    beetles = LibraryTaxonomy({"family": {"Carabidae", "Apidae", "Formicidae"}})
+    assert [u.message() for u in beetles.unknown({"family": "Carabidea"})] == [
+        "Carabidea: not a family in the library; did you mean Carabidae?"]
+    assert found[1].message() == "Nova nova: not a species in the library"
+    wrong_rank = unknown_names(lib, {"family": "Genus0"})[0]
+    assert wrong_rank.known_as == ["genus"] and "(it is a genus)" in wrong_rank.message()
+    lib.close()
+
+
+def test_an_unknown_override_name_and_notes_are_marked_in_both_exports(imported, tmp_path):
+    import shutil
+
+    from engine.export.dwc import write_dwca
+    from engine.export.project_csv import write_project_csv
+
+    project, known, _ = imported
+    copy = tmp_path / "p.db"
+    shutil.copy(project, copy)
+    key, noted = known[3].specimen_id, known[4].specimen_id
+    with open_project(copy) as p:
+        sid = p.specimen_id(key)
+        p.annotate(sid, "annotate", user="Bo", note="left leg missing")
+        p.annotate(sid, "override", user="Dr. Ana", taxonomy={"family": "Carabidea"}, note="keyed out",
+                   unverified_names={"family": "Carabidea"})
+        p.annotate(p.specimen_id(noted), "annotate", user="Bo", note="re-photograph")
+        with pytest.raises(ValueError):  # a mark must name a name of the override
+            p.annotate(sid, "override", user="x", taxonomy={"family": "A"}, unverified_names={"family": "B"})
+        write_project_csv(p, tmp_path / "a.csv")
+        write_dwca(p, tmp_path / "a.zip")
+    rows, occ = _read_csv(tmp_path / "a.csv"), _read_dwca(tmp_path / "a.zip")
+    r = rows[key]
+    assert (r["review"], r["reviewed_family"], r["reviewed_by"], r["unverified_names"]) == (
+        "overridden", "Carabidea", "Dr. Ana", "family Carabidea")
+    assert r["review_notes"].startswith("left leg missing (Bo, 20") and "keyed out (Dr. Ana, " in r["review_notes"]
+    assert rows[noted]["review_notes"].startswith("re-photograph (Bo, ") and rows[noted]["unverified_names"] == ""
+    o = occ[key]
+    assert (o["family"], o["identifiedBy"], o["identificationVerificationStatus"]) == (
+        "Carabidea", "Dr. Ana", "unverified name")
+    assert "family Carabidea" in o["taxonRemarks"] and "left leg missing" in o["occurrenceRemarks"]
+    assert occ[noted]["occurrenceRemarks"].startswith("re-photograph (Bo, ")
+    assert occ[noted]["identificationVerificationStatus"] == "unverified" and occ[noted]["taxonRemarks"] == ""

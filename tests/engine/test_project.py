@@ -165,6 +165,30 @@ def test_annotations_never_touch_the_machine_call(project, tmp_path):
             project.annotate(sid, **bad)
 
 
+def test_call_provenance_reviews_and_qc_flags_for_exports(project):
+    first = project.import_runs()[0]["id"]
+    sid, again, photo_only = (project.specimen_id(k) for k in ("S0001", "S0002", "P1"))
+    w = ProjectWriter(project)
+    run = w.begin_run({"models": [{"modality": "dna", "name": "dna-m", "version": "2"},
+                                  {"modality": "image", "name": "img-m", "version": "1"}], "library_id": "L2"})
+    item = project.specimen(again).items[0]
+    tax, conf, novel = project.taxa[2]
+    w.write_batch(run, [ItemResult(item["file_id"], "S0002", "S0002", "dna", "ok", call=make_call(tax, conf),
+                                   call_modality="dna", qc=BarcodeQC("ACGT" * 40, 160, 160, 0.0, flags=["short"]))])
+    prov = project.call_provenance([sid, again, photo_only])
+    assert set(prov) == {sid, again}  # a specimen without a call has no provenance
+    assert [(m["modality"], m["run"]["id"], m["models"]) for m in prov[sid]] == [("dna", first, [])]
+    assert [(m["run"]["id"], m["run"]["library_id"], [x["name"] for x in m["models"]]) for m in prov[again]] == [
+        (run, "L2", ["dna-m"])]  # the run that rewrote the call, and only its DNA model
+    assert project.item_qc_flags() == [("S0002", "ok", "short")]
+    project.annotate(sid, "annotate", user="ana", note="leg missing")
+    project.annotate(sid, "override", user="bo", taxonomy={"family": "Carabidea"}, unverified_names={"family": "Carabidea"})
+    review = project.reviews()[sid]
+    assert review["override"]["user"] == "bo" and review["override"]["unverified_names"] == {"family": "Carabidea"}
+    assert [(u, a, n) for u, _, a, n in review["notes"]] == [("ana", "annotate", "leg missing")]
+    assert again not in project.reviews()
+
+
 def test_readonly_and_schema_checks(project, tmp_path):
     path = project.path
     pid = project.meta["project_id"]
@@ -205,8 +229,9 @@ def test_a_version_1_project_is_migrated_with_the_sort_indexes(tmp_path):
     con.commit()
     con.close()
     with open_project(path) as p:
-        assert p.schema_version == ep.SCHEMA_VERSION == 4
+        assert p.schema_version == ep.SCHEMA_VERSION == 5
         assert "conflict_rank" in p.db["specimens"].columns_dict and "overlap" in p.db["matches"].columns_dict
+        assert "unverified_names" in p.db["annotations"].columns_dict
     con = sqlite3.connect(path)
     indexed = {row[1] for row in con.execute("PRAGMA index_list(specimens)")}
     assert {"idx_specimens_final_genus", "idx_specimens_final_bin_uri", "idx_specimens_bin_uri"} <= indexed
