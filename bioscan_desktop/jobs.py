@@ -156,6 +156,19 @@ def compute_cluster_map(project_path: str, progress: ProgressCallback = None, ca
     return map_project_species(project_path, cached_only=cached_only, progress=progress)
 
 
+# ------------------------------------------------------------------------------ checking override names
+def library_taxonomy(settings: Settings):
+    """The names the user's reference library holds per rank (engine.LibraryTaxonomy): what an
+    override's names are checked against. Raises BioscanError when the library cannot be read."""
+    from engine import LibraryTaxonomy, ReferenceLibrary, default_library_path
+
+    lib = ReferenceLibrary.open(Path(settings.library_path) if settings.library_path else default_library_path())
+    try:
+        return LibraryTaxonomy.of(lib)
+    finally:
+        lib.close()
+
+
 # ------------------------------------------------------------------------------ export (engine/export, engine/report)
 def export_csv(project_path: str, flt: SpecimenFilter | None, out_path: str, progress: ProgressCallback = None) -> int:
     """The specimens a filter shows, in the CSV format of `bioscan export` (engine.export.project_csv)."""

@@ -561,9 +561,11 @@ class MainWindow(QMainWindow):
             return False
         if action == "override":
             current = {r: (spec.get(f"final_{r}") or "") for r in CALL_RANKS}
-            dialog = OverrideDialog(spec["specimen_key"], current, self.settings.user_name, self)
+            names, problem = self._library_taxonomy()
+            dialog = OverrideDialog(spec["specimen_key"], current, self.settings.user_name, self,
+                                    check=names.unknown if names is not None else None, check_problem=problem)
             return bool(dialog.exec()) and self.submit_review(specimen_id, "override", dialog.taxonomy(),
-                                                               dialog.note_text())
+                                                               dialog.note_text(), dialog.unverified_names())
         if action == "annotate":
             dialog = NoteDialog(spec["specimen_key"], self.settings.user_name, self)
             return bool(dialog.exec()) and self.submit_review(specimen_id, "annotate", note=dialog.note_text())
@@ -572,9 +574,23 @@ class MainWindow(QMainWindow):
         self.select_next_to_review(after=specimen_id)
         return True
 
-    def submit_review(self, specimen_id: int, action: str, taxonomy: dict | None = None, note: str = "") -> bool:
+    def _library_taxonomy(self):
+        """(the library's names per rank, or None; why not), read once per library path."""
+        path = self.settings.library_path
+        cached = getattr(self, "_taxonomy_cache", None)
+        if cached is None or cached[0] != path:
+            try:
+                cached = (path, jobs.library_taxonomy(self.settings), "")
+            except BioscanError as exc:
+                cached = (path, None, str(exc))
+            self._taxonomy_cache = cached
+        return cached[1], cached[2]
+
+    def submit_review(self, specimen_id: int, action: str, taxonomy: dict | None = None, note: str = "",
+                      unverified_names: dict | None = None) -> bool:
         try:
-            self.project.annotate(specimen_id, action, user=self.settings.user_name, taxonomy=taxonomy, note=note)
+            self.project.annotate(specimen_id, action, user=self.settings.user_name, taxonomy=taxonomy, note=note,
+                                  unverified_names=unverified_names)
         except (BioscanError, ValueError) as exc:
             self._error("The review was not saved", str(exc))
             return False

@@ -50,12 +50,15 @@ class LibraryTaxonomy:
 
     def unknown(self, taxonomy: Mapping[str, str]) -> list[UnknownName]:
         """The names of ``taxonomy`` (rank -> name; BIN and empty names are not checked) the library
-        does not hold at that rank, coarsest rank first."""
+        does not hold at that rank, coarsest rank first. A species counts as known when its genus
+        (the first word) is one the library holds."""
         out = []
         for rank in TAXON_TREE_RANKS:
             name = (taxonomy.get(rank) or "").strip()
             if not name or name in self.names[rank]:
                 continue
+            if rank == "species" and name.split()[0] in self.names["genus"]:
+                continue  # a species the library lacks in a genus it has ("Bombus sp. 3", a new record)
             same_but_case = self._folded[rank].get(name.casefold())
             suggestions = [same_but_case] if same_but_case else difflib.get_close_matches(
                 name, self.names[rank], n=SUGGESTIONS, cutoff=CLOSENESS)
