@@ -224,24 +224,50 @@ def domain_ranks(score: float, domain: dict) -> tuple[str, ...]:
     return tuple(allowed)
 
 
+class _ReferenceSet:
+    """One modality of a library's references as photos are matched against them."""
+
+    def __init__(self, library: ReferenceLibrary, modality: str, calibration: dict, min_confidence: float,
+                 center=None):
+        self.modality = modality
+        self.refs = library.references(modality)
+        self.vote_taxonomy = [_voting_taxonomy(t) for t in self.refs.taxonomy]
+        self.index = self.refs.index
+        if modality == "dna" and center:  # photos live in the library-centred DNA space
+            from engine.search import ExactIndex
+
+            self.index = ExactIndex(centred(self.refs.matrix, np.asarray(center, dtype=np.float32)))
+        self.assigner = Assigner(calibration, min_confidence=min_confidence)
+        self.ranks = tuple(calibration.get("ranks", PHOTO_RANKS))
+
+
 class ImageIdentifier:
-    """Identifies photos (PIL images) against a library; ``match`` is the importer's hook."""
+    """Identifies photos (PIL images) against a library; ``match`` is the importer's hook.
+
+    With photo references, a photo they cover (its domain score against their taxa reaches the
+    pack's order threshold) is called from them; any other photo, and every photo of a library
+    without photo references, from the DNA references (the labelled fallback), when the pack was
+    aligned to the library's DNA model.
+    """
 
     modality = "image"
 
     def __init__(self, library: ReferenceLibrary, encoder, k: int = TOP_K,
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE):
         self.library, self.encoder, self.k = library, encoder, k
+        manifest = encoder.pack.manifest
+        self.domain = manifest.get(DOMAIN_KEY)
+        self.photo_set = self.dna_set = None
         if library.count("image"):
             library.check_encoder(encoder)
             raw = library.meta.get(CALIBRATION_KEY)
             if not raw:
                 raise LibraryError(f"{library.path.name}: its photo references are not calibrated "
                                    "(rebuild with `bioscan library build --images`)")
-            calibration, self.reference_modality = json.loads(raw), "image"
-        else:
-            dna = library.model_for("dna")
-            aligned = encoder.pack.manifest.get("aligned_to", {})
+            self.photo_set = _ReferenceSet(library, "image", json.loads(raw), min_confidence)
+        dna = library.model_for("dna")
+        aligned = manifest.get("aligned_to", {})
+        if self.photo_set is None:
             if dna is None:
                 raise LibraryError(f"{library.path.name} has neither photo nor DNA references")
             if aligned.get("sha256") != dna["sha256"]:
@@ -250,27 +276,20 @@ class ImageIdentifier:
                     f"(sha256 {str(aligned.get('sha256', ''))[:12]}…), but {library.path.name} was built with "
                     f"{dna['name']} (sha256 {dna['sha256'][:12]}…); add photo references with "
                     "`bioscan library build --images` to identify photos against it")
-            calibration = encoder.pack.manifest.get("calibration")
-            if not calibration:
+            if not manifest.get("calibration"):
                 raise ModelPackError(f"image model {encoder.pack.ident} has no calibration for photo calls")
-            self.reference_modality = "dna"
-        self.refs = library.references(self.reference_modality)
-        self.vote_taxonomy = [_voting_taxonomy(t) for t in self.refs.taxonomy]
-        self.index = self.refs.index
-        center = encoder.pack.manifest.get("aligned_to", {}).get("center")
-        if self.reference_modality == "dna" and center:  # photos live in the library-centred DNA space
-            from engine.search import ExactIndex
-
-            self.index = ExactIndex(centred(self.refs.matrix, np.asarray(center, dtype=np.float32)))
-        self.assigner = Assigner(calibration, min_confidence=min_confidence)
-        self.ranks = tuple(calibration.get("ranks", PHOTO_RANKS))
-        self.domain = encoder.pack.manifest.get(DOMAIN_KEY)
+        if (dna is not None and aligned.get("sha256") == dna["sha256"] and manifest.get("calibration")
+                and (self.photo_set is None or self.domain)):
+            self.dna_set = _ReferenceSet(library, "dna", manifest["calibration"], min_confidence, aligned.get("center"))
+        primary = self.photo_set or self.dna_set
+        self.reference_modality, self.refs, self.ranks = primary.modality, primary.refs, primary.ranks
         self.domain_prototypes = np.zeros((0, encoder.dim), dtype=np.float32)
+        self.reference_prototypes = np.zeros((0, encoder.dim), dtype=np.float32)
         if self.domain:
             self.domain_prototypes = unpack_matrix(self.domain["prototypes"])
-            if self.reference_modality == "image":  # the library's photos widen what the model knows
-                self.domain_prototypes = np.vstack([self.domain_prototypes,
-                                                    domain_prototypes(self.refs.matrix, self.refs.taxonomy)[0]])
+            if self.photo_set is not None:  # the library's photos widen what the model knows
+                self.reference_prototypes = domain_prototypes(self.photo_set.refs.matrix,
+                                                              self.photo_set.refs.taxonomy)[0]
 
     def match(self, images: Sequence, progress: ProgressCallback = None,
               embeddings: np.ndarray | None = None) -> list[tuple[Call, list[Match]] | BioscanError]:
@@ -299,15 +318,26 @@ class ImageIdentifier:
                                                               for q in range(len(images))]
         if not good:
             return out
-        sims, pos = self.index.search(emb[good], self.k)
-        scores = domain_score(emb[good], self.domain_prototypes) if self.domain else np.full(len(good), np.nan)
-        for row, q in enumerate(good):
-            tax = [self.refs.taxonomy[c] for c in pos[row]]
-            votes = [self.vote_taxonomy[c] for c in pos[row]]
-            call = _photo_call(self.assigner.assign(Candidates(votes, sims[row], "similarity")), self.ranks,
-                               float(scores[row]), self.domain, self.reference_modality)
-            out[q] = (call, [Match(self.refs.record_ids[c], tax[i], float(sims[row][i]))
-                             for i, c in enumerate(pos[row][:REPORTED_MATCHES])])
+        e = emb[good]
+        if self.domain:
+            by_refs = domain_score(e, self.reference_prototypes)
+            scores = np.maximum(domain_score(e, self.domain_prototypes), by_refs)
+            # photos the library's photo references do not cover go to the DNA references
+            covered = by_refs >= self.domain.get("threshold", {}).get("order", _ALWAYS_ABSENT)
+        else:
+            scores, covered = np.full(len(good), np.nan), np.ones(len(good), dtype=bool)
+        for ref_set, rows in ((self.photo_set, np.flatnonzero(covered if self.dna_set else np.ones_like(covered))),
+                              (self.dna_set, np.flatnonzero(~covered) if self.photo_set else np.arange(len(good)))):
+            if ref_set is None or not len(rows):
+                continue
+            sims, pos = ref_set.index.search(e[rows], self.k)
+            for i, row in enumerate(rows):
+                tax = [ref_set.refs.taxonomy[c] for c in pos[i]]
+                votes = [ref_set.vote_taxonomy[c] for c in pos[i]]
+                call = _photo_call(ref_set.assigner.assign(Candidates(votes, sims[i], "similarity")), ref_set.ranks,
+                                   float(scores[row]), self.domain, ref_set.modality)
+                out[good[row]] = (call, [Match(ref_set.refs.record_ids[c], tax[j], float(sims[i][j]))
+                                         for j, c in enumerate(pos[i][:REPORTED_MATCHES])])
         return out
 
     def identify(self, paths: Sequence[str | Path], progress: ProgressCallback = None) -> list[Identification]:
@@ -438,7 +468,7 @@ def fuse_identifications(dna: Sequence[Identification], photos: Sequence[Identif
     The fused call comes from engine.fuse.fuse; a disagreement between photo and barcode is
     added to the row's QC flags (``photo_disagrees_at_<rank>``).
     """
-    from dataclasses import dataclass, replace
+    from dataclasses import replace
 
     from engine.fuse import fuse
 

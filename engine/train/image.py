@@ -286,7 +286,6 @@ def train_image(
     manifest, for libraries without photo references.
     """
     import torch
-    import torch.nn.functional as F
 
     from engine.train.export import export_onnx, int8_cosine, quantize_static_int8
     from engine.train.image_model import (BACKBONE, BACKBONE_LICENSE, ImageEmbedder, clip_loss,
@@ -327,6 +326,13 @@ def train_image(
     cls = torch.tensor([class_index.get(c, -1) for c in class_names])
     members = [torch.tensor([i for i in labelled if cls[i] == k]) for k in range(len(classes))]
     members = [m for m in members if len(m)]
+    # a class's chance to be in a batch: its order's (by the square root of the order's photos, so
+    # the 190 Hymenoptera photos are not drowned by 4,700 Lepidoptera, nor the one-photo orders
+    # weighed like either), shared equally among the order's classes
+    class_order = [photos[int(m[0])].taxonomy.order for m in members]
+    order_photos = {o: sum(len(m) for m, mo in zip(members, class_order) if mo == o) for o in set(class_order)}
+    order_classes = {o: class_order.count(o) for o in order_photos}
+    class_weight = torch.tensor([order_photos[o] ** 0.5 / order_classes[o] for o in class_order], dtype=torch.float)
     protos = torch.from_numpy(prototypes.matrix)
     pair_feats = trunk_features(model, [p for p, _ in pairs], pre, views, rng, log=log) if pairs else None
     pair_dna = torch.from_numpy(np.stack([e for _, e in pairs]).astype(np.float32)) if pairs else None
@@ -345,7 +351,7 @@ def train_image(
         """batch_size / per_class classes, per_class photos of each (with replacement)."""
         if not members:
             return torch.zeros(0, dtype=torch.long)
-        chosen = torch.randint(0, len(members), (max(1, batch_size // per_class),))
+        chosen = torch.multinomial(class_weight, max(1, batch_size // per_class), replacement=True)
         return torch.cat([members[k][torch.randint(0, len(members[k]), (per_class,))] for k in chosen.tolist()])
 
     def pick_view(f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -414,7 +420,7 @@ def train_image(
         "aligned_to": aligned_to,
         "training": {
             "loss": f"InfoNCE to DNA taxon prototypes (T 0.07) + {supcon_weight} x SupCon over photo classes (T 0.1; "
-                    "batches of 4 photos per class) + CLIP on true pairs + 0.5 x NT-Xent of unlabelled photos' views",
+                    "batches of 4 photos per class, orders drawn by the square root of their photos) + CLIP on true pairs + 0.5 x NT-Xent of unlabelled photos' views",
             "photo_classes": len(classes),
             "epochs": epochs, "views": views, "batch_size": batch_size, "lr": lr, "seed": seed,
             "photos": len(photos), "labelled_photos": len(labelled), "pairs": len(pairs),
@@ -478,11 +484,13 @@ def source_features(sources: Sequence[Sequence[LabelledPhoto]], size: int, views
     model = ImageEmbedder(pretrained_backbone())
     model.eval()
     out = []
-    for i, photos in enumerate(sources):
+    for photos in sources:
         paths = [p.path for p in photos]
-        rng = np.random.default_rng([seed, i])
+        # a source's augmented views depend on the seed only, not on which sources come with it,
+        # so a source's cached features are the ones a fresh run computes
+        rng = np.random.default_rng([seed, 0])
         out.append(_cached(feature_cache, paths, pre, views, seed,
-                           lambda: trunk_features(model, paths, pre, views, rng, log=log), log))
+                           lambda paths=paths, rng=rng: trunk_features(model, paths, pre, views, rng, log=log), log))
     return torch.cat(out)
 
 

@@ -270,3 +270,51 @@ def test_real_photo_sets_read_split_and_preprocess(real_data):
     assert not {p.path for p in held} & {p.path for p in train + calib}
     x = ImagePreprocess().batch([load_photo(p.path) for p in ants_bees[:4] + unlabelled[:4]])
     assert x.shape == (8, 3, 224, 224) and x.min() >= -1.0 and x.max() <= 1.0
+
+
+def test_photos_of_barcode_identified_specimens_become_references_with_their_provenance(
+        trained_pack, tiny_library, photo_folder, tmp_path):
+    """`library add-photos`: a project's specimens with a barcode call at the confidence give their
+    photos as references, named to the finest rank the call reaches it at; the rest are left out."""
+    import shutil
+
+    from engine.identify_image import add_barcoded_photos, open_image_identifier
+    from engine.library import ReferenceLibrary
+    from engine.models.image_encoder import ImageEncoder
+    from engine.project.database import open_project
+
+    photos = sorted(photo_folder.glob("train_*.jpg"))[:3]
+    # specimen: (order confidence, family confidence) of its barcode call
+    confidences = {"S0": (0.99, 0.97), "S1": (0.98, 0.5), "S2": (0.6, 0.6)}
+    with open_project(tmp_path / "p.db", create=True) as project:
+        conn = project.conn
+        conn.execute("INSERT INTO files (id, path, name, kind) VALUES (1, 'b.fasta', 'b.fasta', 'barcodes')")
+        for s, (key, (p_order, p_family)) in enumerate(confidences.items()):
+            conn.execute("INSERT INTO files (id, path, name, kind) VALUES (?, ?, ?, 'photo')",
+                         [10 + s, str(photos[s]), photos[s].name])
+            conn.execute("INSERT INTO specimens (id, specimen_key, status) VALUES (?, ?, 'ok')", [s + 1, key])
+            conn.execute("INSERT INTO items (id, specimen_id, file_id, record_key, modality, status, confidence) "
+                         "VALUES (?, ?, 1, ?, 'dna', 'ok', ?)", [100 + s, s + 1, key, p_family])
+            conn.execute("INSERT INTO items (id, specimen_id, file_id, record_key, modality, status) "
+                         "VALUES (?, ?, ?, '', 'photo', 'ok')", [200 + s, s + 1, 10 + s])
+            for rank, name, conf in (("order", "Synthoptera", p_order), ("family", "Synthidae1", p_family)):
+                conn.execute("INSERT INTO calls (item_id, specimen_id, modality, rank, name, confidence) "
+                             "VALUES (?, ?, 'dna', ?, ?, ?)", [100 + s, s + 1, rank, name, conf])
+        conn.commit()
+    lib_path = tmp_path / "lab.db"
+    shutil.copy(tiny_library, lib_path)
+    lib = ReferenceLibrary.open_writable(lib_path)
+    encoder = ImageEncoder.from_path(trained_pack[0], device="cpu")
+    result = add_barcoded_photos(tmp_path / "p.db", lib, encoder, min_confidence=0.9)
+    assert result.added == 2 and result.specimens == 2 and result.skipped == []
+    refs = lib.references("image")
+    named = {rid.split(":")[0]: (t.order, t.family) for rid, t in zip(refs.record_ids, refs.taxonomy)}
+    assert named == {"S0": ("Synthoptera", "Synthidae1"), "S1": ("Synthoptera", "")}
+    source = json.loads(lib.db.execute("SELECT source FROM refs WHERE modality = 'image' AND record_id LIKE 'S0:%'")
+                        .fetchone()[0])
+    assert source["specimen"] == "S0" and source["project"] == "p.db" and source["photo"] == photos[0].name
+    assert source["call"].startswith("family Synthidae1 (0.970")
+    again = add_barcoded_photos(tmp_path / "p.db", lib, encoder, min_confidence=0.9)
+    assert again.added == 0 and len(again.skipped) == 2  # already references: not added twice
+    lib.close()
+    assert open_image_identifier(lib_path, trained_pack[0], device="cpu").reference_modality == "image"
