@@ -65,8 +65,9 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 def xml_text(value: Any) -> str:
     """Text any XML 1.0 document (and a UTF-8 file) can hold: a forbidden character becomes
-    a visible escape (\\x07, \\udcff) rather than vanishing or breaking the archive."""
-    text = str(value if value is not None else "")
+    a visible escape (\\x07, \\udcff) rather than vanishing or breaking the archive. A carriage
+    return becomes a line feed, as every XML parser reads it anyway."""
+    text = str(value if value is not None else "").replace("\r\n", "\n").replace("\r", "\n")
     return _NOT_XML.sub(lambda m: ascii(m.group())[1:-1], text)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -120,7 +121,7 @@ def test_report_formats(imported, tmp_path, suffix, magic):
     assert data.startswith(magic) and len(data) > 2000
     if suffix == ".html":
         text = data.decode("utf-8")
-        assert "Synthoptera" in text and f"Novel specimens ({len(novel)})" in text
+        assert "Synthoptera" in text and f"Novel specimens ({len(novel)}, flagged by their barcodes)" in text
         assert "not a DNA sequence" in text and '=HYPERLINK(&quot;http://x&quot;)' in text  # escaped
 
 
@@ -308,8 +309,9 @@ def _read_dwca(path: Path) -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="module")
 def reimported(tmp_path_factory, synthetic_split, tiny_library, tiny_dna_pack):
     """Run 1 imports barcodes (one specimen id in two files, naming different families); run 2 finds
-    the same files unchanged and only photos new, identified by a (fake) image model that calls every
-    photo the first specimen's family: the issue's no-op re-import."""
+    the same files unchanged and only photos new (two of specimens with barcodes, one of a trap), identified
+    by a (fake) image model that calls every photo the first specimen's family, with no close reference
+    below it (novel at genus): the issue's no-op re-import."""
     from engine.project import ImportSettings, import_folders
     from engine.records import Call, Match, RankCall
 
@@ -324,7 +326,7 @@ def reimported(tmp_path_factory, synthetic_split, tiny_library, tiny_dna_pack):
 
         def match(self, images, progress=None, embeddings=None):
             call = Call({r: RankCall(r, agree.taxonomy.get(r) if r in ("order", "family") else "", 0.8)
-                         for r in ("order", "family", "genus", "species", "bin_uri")})
+                         for r in ("order", "family", "genus", "species", "bin_uri")}, novel=True, novel_rank="genus")
             return [(call, [Match("IMG1", agree.taxonomy, 0.9)]) for _ in images]
 
     d = tmp_path_factory.mktemp("provenance")
@@ -336,10 +338,10 @@ def reimported(tmp_path_factory, synthetic_split, tiny_library, tiny_dna_pack):
     settings = ImportSettings(library=str(tiny_library), dna_model=str(tiny_dna_pack), device="cpu")
     project = d / "p.db"
     import_folders([src], project, settings)
-    for rec, seed in ((agree, 1), (disagree, 2)):
-        from tests.engine.test_bad_images import textured
+    from tests.engine.test_bad_images import textured
 
-        textured((64, 48), seed=seed).save(src / f"{rec.specimen_id}.jpg")
+    for name, seed in ((agree.specimen_id, 1), (disagree.specimen_id, 2), ("trap-photo-1", 3)):
+        textured((64, 48), seed=seed).save(src / f"{name}.jpg")
     import_folders([src], project, settings, image_identifier=PhotoSaysFamilyOfFirst())
     return project, agree, disagree, twice
 
@@ -444,3 +446,32 @@ def test_an_unknown_override_name_and_notes_are_marked_in_both_exports(imported,
     assert "family Carabidea" in o["taxonRemarks"] and "left leg missing" in o["occurrenceRemarks"]
     assert occ[noted]["occurrenceRemarks"].startswith("re-photograph (Bo, ")
     assert occ[noted]["identificationVerificationStatus"] == "unverified" and occ[noted]["taxonRemarks"] == ""
+
+
+def test_report_qc_mixups_and_conflicts_are_the_projects(reimported, tmp_path):
+    from engine.report import collect, write_report
+
+    project, agree, disagree, twice = reimported
+    with open_project(project, readonly=True) as p:
+        data = collect(p)
+        specimens = {s["specimen_key"]: p.specimen(s["id"]) for s in p.iter_specimens()}
+        write_report(p, tmp_path / "r.html")
+        write_report(p, tmp_path / "r.pdf")
+    flagged = Counter(f for d in specimens.values() for it in d.items if it["modality"] == "dna"
+                      for f in (it["qc_flags"] or "").split(";") if f)
+    assert {f: n for f, n, _ in data.qc_flags} == dict(flagged)
+    mixed = sorted(k for k, d in specimens.items() if d.specimen["disagreement_rank"])
+    conflicting = sorted(k for k, d in specimens.items() if d.specimen["conflict_rank"])
+    assert mixed == [disagree.specimen_id] and conflicting == [twice.specimen_id]
+    assert sorted(m.specimen_key for m in data.mixups) == mixed and data.n_mixups == 1
+    assert data.mixups[0].rank == "family" and data.mixups[0].names == [disagree.taxonomy.family,
+                                                                         agree.taxonomy.family]
+    assert sorted(m.specimen_key for m in data.conflicts) == conflicting and len(data.conflicts[0].names) == 2
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Photo/barcode mix-ups (1)" in text and "Barcode conflicts (1)" in text
+    assert disagree.specimen_id in text and twice.specimen_id in text
+    novel_by = {k: d.specimen["call_modality"] for k, d in specimens.items() if d.specimen["status"] == "novel"}
+    assert novel_by == {"trap-photo-1": "image"}  # the photo-only specimen's call has no close reference
+    assert (data.n_novel, data.n_photo_novel, data.novel) == (0, 1, [])  # a photo alone is not novel
+    assert "Novel specimens (0, flagged by their barcodes)" in text and "1 photo-only calls" in text
+
