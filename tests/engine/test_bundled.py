@@ -18,8 +18,10 @@ def test_bundle_verifies_and_names_what_it_holds(capsys):
     # Apache-2.0 rows (resources/README.md): 39,424 records of 2,868 species
     assert len(ident.refs.record_ids) == 39424
     assert len({t.species for t in ident.refs.taxonomy}) == 2868
-    sources = {r[0] for r in ident.library.db.execute("SELECT DISTINCT source FROM refs")}
+    sources = {r[0] for r in ident.library.db.execute("SELECT DISTINCT source FROM refs WHERE modality = 'dna'")}
     assert sources == {"barcodes.tsv", "barcodes_extra_apache.tsv"}
+    # and the training part of each labelled photo set as photo references (resources/README.md step 4)
+    assert ident.library.count("image") > 4000
     # with the references' sequences: identity mode by default, every reference aligned to
     assert ident.library.has_sequences and ident.use_identity and ident.library.packs_sequences
     assert sum(s is not None for s in ident.refs.sequences) == 39424
