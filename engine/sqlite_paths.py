@@ -76,6 +76,23 @@ def _tables(path: Path, wal_mode: bool) -> set[str]:
     raise last if last is not None else sqlite3.OperationalError("unreadable")
 
 
+def holds_no_tables(path: str | Path) -> bool:
+    """True for an empty file or an SQLite file without tables (e.g. a copy of a WAL database made
+    before its first checkpoint, without its -wal file); read without writing."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+    except OSError:
+        return False
+    if not header:
+        return True
+    try:
+        return not _tables(path, wal_mode=header[18:19] == b"\x02")
+    except sqlite3.DatabaseError:
+        return False
+
+
 def sqlite_kind(path: str | Path) -> str:
     """What ``path`` is, one of KINDS: "library" (engine.library), "project" (engine.project),
     "other" (another SQLite database), "missing", "empty" (0 bytes), "not-sqlite", "corrupt"."""

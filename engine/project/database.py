@@ -28,7 +28,7 @@ from engine.errors import BioscanError
 from engine.project.schema import (CALL_RANKS, EMBEDDING_DTYPE, MIGRATIONS, REVIEW_ACTIONS, SCHEMA_VERSION,
                                    SPECIMEN_LIST_COLUMNS, STATUSES, TAXON_TREE_RANKS, now_iso, q)
 from engine.project.summary import fused_photo_item, refresh_review
-from engine.sqlite_paths import connect, sqlite_kind, wrong_kind_message
+from engine.sqlite_paths import connect, holds_no_tables, sqlite_kind, wrong_kind_message
 
 
 class ProjectError(BioscanError):
@@ -158,7 +158,7 @@ class Project:
         kind = sqlite_kind(path)
         if kind == "missing" and not create:
             raise ProjectError(f"{path}: no such project (run `bioscan import ... --project {path}` to create it)")
-        if kind in ("empty", "other") and not _has_companion(path, "-wal") and _has_no_tables(path, kind):
+        if kind in ("empty", "other") and not _has_companion(path, "-wal") and holds_no_tables(path):
             if not create or kind == "other":
                 raise ProjectError(
                     f"{path.name} holds no project tables: if it is a copy of a project that was open at the "
@@ -570,19 +570,6 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
 def _has_companion(path: Path, suffix: str) -> bool:
     companion = path.with_name(path.name + suffix)
     return companion.exists() and companion.stat().st_size > 0
-
-
-def _has_no_tables(path: Path, kind: str) -> bool:
-    if kind == "empty":
-        return True
-    try:
-        conn = connect(path, readonly=True, immutable=True)
-        try:
-            return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return False
 
 
 def _writable(path: Path) -> bool:
