@@ -9,7 +9,9 @@ beside the identity, since a 300-bp fragment can be 100 % identical over its 300
 """
 from __future__ import annotations
 
+import itertools
 import os
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
@@ -47,15 +49,29 @@ def _pairwise(fn, pairs: Sequence[tuple[str, str]], threads: int, progress: Prog
     wrapper's per-call work holds the GIL).
     """
     chunk = 4096
-    chunks = [pairs[s: s + chunk] for s in range(0, len(pairs), chunk)]
+    workers = threads or os.cpu_count() or 1
+    chunks = iter([pairs[s: s + chunk] for s in range(0, len(pairs), chunk)])
     out: list = []
-    pool = ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1)
+    done = 0
+    in_flight: deque = deque()
+    pool = ThreadPoolExecutor(max_workers=workers)
+    # Only a worker-count's worth of chunks is queued ahead, so a cancel stops within a bounded
+    # amount of work however the threads happen to be scheduled.
     try:
-        for n, values in enumerate(pool.map(lambda c: [fn(a, b) for a, b in c], chunks)):
+        for c in itertools.islice(chunks, 2 * workers):
+            in_flight.append(pool.submit(lambda c=c: [fn(a, b) for a, b in c]))
+        while in_flight:
+            values = in_flight.popleft().result()
             out.extend(values)
-            report(progress, min((n + 1) * chunk, len(pairs)), len(pairs), message)  # a cancel raises here
+            done += len(values)
+            report(progress, done, len(pairs), message)  # a cancel raises here
+            nxt = next(chunks, None)
+            if nxt is not None:
+                in_flight.append(pool.submit(lambda c=nxt: [fn(a, b) for a, b in c]))
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # on cancel, the chunks not started are dropped
+        for f in in_flight:
+            f.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
     return out
 
 

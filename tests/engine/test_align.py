@@ -46,5 +46,5 @@ def test_a_cancel_drops_the_chunks_not_yet_started(monkeypatch):
 
     with pytest.raises(Cancelled):
         pair_identities([("ACGT", "ACGT")] * (50 * 4096), threads=2, progress=cancel)
-    # the first chunk, plus at most the few the two threads had started or queued before the cancel
-    assert 4096 <= len(aligned) < 10 * 4096
+    # the first chunk, plus at most the chunks queued ahead (two per thread), however the threads ran
+    assert 4096 <= len(aligned) <= 2 * 2 * 4096
