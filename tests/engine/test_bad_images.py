@@ -238,20 +238,21 @@ from engine.io.images import check_photo
 from engine.models.image_preprocess import ImagePreprocess
 strip = Image.new("RGB", (100_000, 2), (90, 30, 200))
 ImagePreprocess(size=16).to_array(Image.new("RGB", (40, 30)))  # warm up the code paths
-before, t = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+before, t = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.process_time()
 try:
     check_photo(sys.argv[1], min_side=448)
     outcome = "read"
 except BioscanError as exc:
     outcome = str(exc)
 ImagePreprocess().to_array(strip)
-print(json.dumps({"outcome": outcome, "seconds": time.perf_counter() - t,
+print(json.dumps({"outcome": outcome, "cpu_seconds": time.process_time() - t,
                   "extra_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024}))
 """
 
 
 def test_the_png_bomb_costs_under_a_second_and_200_mb(tmp_path):
-    """A 274-byte 100000 x 2 PNG (and preprocessing such a strip) in a fresh process: its peak RSS
+    """A 274-byte 100000 x 2 PNG (and preprocessing such a strip) in a fresh process: CPU time (not wall
+    time, which a loaded runner stretches) and peak RSS
     after start-up is what they add (ru_maxrss is a high-water mark, so it is measured alone)."""
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(encoded(Image.new("L", (100_000, 2), 0), "PNG"))
@@ -261,7 +262,7 @@ def test_the_png_bomb_costs_under_a_second_and_200_mb(tmp_path):
     assert run.returncode == 0, run.stderr
     cost = json.loads(run.stdout)
     assert "image too elongated" in cost["outcome"]
-    assert cost["seconds"] < 1.0 and cost["extra_mb"] < 200, cost
+    assert cost["cpu_seconds"] < 1.0 and cost["extra_mb"] < 200, cost
 
 
 # Hypothesis: whatever the bytes, a photo or a BioscanError, never another exception
