@@ -88,9 +88,8 @@ class GenusPrototypes:
         n_species = int(self.species_code.max()) + 1 if len(taxonomy) else 0
         self.species_sum = _sum_rows_by_code(matrix, self.species_code, n_species)
         self.species_unit = self.species_sum / np.linalg.norm(self.species_sum, axis=1, keepdims=True).clip(1e-12)
-        genus_of = {}
-        for i, t in enumerate(taxonomy):
-            genus_of.setdefault(int(self.species_code[i]), t.genus)
+        species, first = np.unique(self.species_code, return_index=True)  # a species' genus: its first record's
+        genus_of = {int(sp): taxonomy[int(i)].genus for sp, i in zip(species.tolist(), first.tolist())}
         self.genera = sorted({g for g in genus_of.values() if g})
         self.genus_index = {g: i for i, g in enumerate(self.genera)}
         self.species_genus = np.array([self.genus_index.get(genus_of[s], -1) for s in range(n_species)])
@@ -128,15 +127,17 @@ class GenusPrototypes:
 _NAMES_BY_RANK = attrgetter(*RANKS)
 
 
-def _sum_rows_by_code(rows: np.ndarray, code: np.ndarray, n_codes: int) -> np.ndarray:
-    """(n_codes, d) sums of ``rows`` grouped by ``code``, summed in ``rows``' dtype and returned as
-    float64 (np.add.at is ~20x slower)."""
+def _sum_rows_by_code(rows: np.ndarray, code: np.ndarray, n_codes: int, block: int = 65536) -> np.ndarray:
+    """(n_codes, d) sums of ``rows`` grouped by ``code``, as float64 (np.add.at is ~20x slower),
+    a block of rows at a time so a memory-mapped matrix is never copied whole."""
     out = np.zeros((n_codes, rows.shape[1]))
-    if len(code):
-        order = np.argsort(code, kind="stable")
-        sorted_code = code[order]
+    for start in range(0, len(code), block):
+        part = code[start: start + block]
+        order = np.argsort(part, kind="stable")
+        sorted_code = part[order]
         starts = np.flatnonzero(np.r_[True, sorted_code[1:] != sorted_code[:-1]])
-        out[sorted_code[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+        block_rows = np.asarray(rows[start: start + block], dtype=np.float32)[order]
+        out[sorted_code[starts]] += np.add.reduceat(block_rows, starts, axis=0)
     return out
 
 
@@ -310,10 +311,26 @@ def _fit_novelty(present: Sequence[Candidates], absent: Sequence[Candidates], ma
 def _codes(taxonomy: Sequence[Taxonomy], rank: str) -> np.ndarray:
     """A code per name at ``rank``; a record not named there (a BOLD reference identified only to
     family has no genus or species) gets a code of its own, so unnamed records never make a group."""
+    if hasattr(taxonomy, "codes_of"):  # engine.reference_columns.TaxonomyTable: already coded (0: unnamed)
+        raw = taxonomy.codes_of(rank)
+        names = taxonomy.names_of(rank)
+        by_name = np.zeros(len(names), dtype=np.int64)
+        by_name[np.argsort(names[1:], kind="stable") + 1] = np.arange(len(names) - 1)
+        out = by_name[raw]
+        unnamed = raw == 0
+        out[unnamed] = np.arange(len(names) - 1, len(names) - 1 + int(unnamed.sum()))
+        return out
     names = [t.get(rank) for t in taxonomy]
     index = {name: i for i, name in enumerate(sorted({x for x in names if x}))}
     unnamed = iter(range(len(index), len(index) + len(names)))
     return np.array([index[x] if x else next(unnamed) for x in names], dtype=np.int64)
+
+
+def _n_named(taxonomy: Sequence[Taxonomy], rank: str) -> int:
+    """How many distinct names the records give at ``rank``."""
+    if hasattr(taxonomy, "names_of"):  # a TaxonomyTable lists each name once
+        return len(set(taxonomy.codes_of(rank).tolist()) - {0})
+    return len({t.get(rank) for t in taxonomy if t.get(rank)})
 
 
 def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None, prototypes=None, kmer_index=None):
@@ -329,22 +346,29 @@ def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None, prot
     from engine.kmer_index import FIRST_ALIGNED, after_first, top_shared, widen
     from engine.progress import report
 
+    from engine.search import ExactIndex
+
     kinds = ["similarity"] + (["identity"] if sequences is not None and any(sequences) else [])
     scenarios = {"self": None, "species": _codes(taxonomy, "species"), "bin_uri": _codes(taxonomy, "bin_uri")}
+    # a record's nearest others under each scenario are among its nearest k + (its species or BIN) + 1
+    group = np.maximum(np.bincount(scenarios["species"])[scenarios["species"]],
+                       np.bincount(scenarios["bin_uri"])[scenarios["bin_uri"]])
+    index = ExactIndex(matrix)  # exact, a block of references at a time: memory bounded at any size
     out = {kind: {s: [] for s in scenarios} for kind in kinds}
     chunk = 256
     for start in range(0, len(sample), chunk):
         rows = sample[start: start + chunk]
-        sims = matrix[rows] @ matrix.T
-        sims[np.arange(len(rows)), rows] = -np.inf
+        queries = np.asarray(matrix[rows], dtype=np.float32)
+        depth = min(len(taxonomy), k + 1 + int(group[rows].max()))
+        top_s, top_i = index.search(queries, depth)
         shared = (kmer_index.shared([sequences[i] or "" for i in rows])
                   if kmer_index is not None and "identity" in kinds else None)
         for scen, codes in scenarios.items():
-            s = sims if codes is None else np.where(codes[rows][:, None] == codes[None, :], -np.inf, sims)
-            top = np.argpartition(-s, k, axis=1)[:, :k]
             for j, i in enumerate(rows):
-                cand = top[j][np.argsort(-s[j, top[j]])]
-                cand = cand[np.isfinite(s[j, cand])]
+                keep = top_i[j] != i
+                if codes is not None:
+                    keep &= codes[top_i[j]] != codes[i]
+                cand, cand_s = top_i[j][keep][:k], top_s[j][keep][:k]
                 if len(cand) == 0:
                     continue
                 for kind in kinds:
@@ -370,11 +394,11 @@ def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None, prot
                             extra = extra[~np.isin(extra, cand_k)]
                             cand_k, scores = widen(cand_k, scores, extra, align(extra), k)
                     else:
-                        cand_k, scores = cand, s[j, cand]
+                        cand_k, scores = cand, cand_s
                     tax = [taxonomy[c] for c in cand_k]
                     genus_scores = None
                     if kind == "similarity" and prototypes is not None and scen != "bin_uri":
-                        genus_scores = prototypes.scores_leaving_out(matrix[i], int(i), matrix[i], scen == "species",
+                        genus_scores = prototypes.scores_leaving_out(queries[j], int(i), queries[j], scen == "species",
                                                                      [t.genus for t in tax])
                     out[kind][scen].append((int(i), Candidates(tax, scores, kind, genus_scores)))
         report(progress, min(start + chunk, len(sample)), len(sample), "calibrating")
@@ -408,7 +432,7 @@ def calibrate(
     species_n = np.bincount(_codes(taxonomy, "species"))[_codes(taxonomy, "species")]
     bin_n = np.bincount(_codes(taxonomy, "bin_uri"))[_codes(taxonomy, "bin_uri")]
     out: dict = {"n_samples": int(len(sample)), "k": k, "n_references": n, "max_false_novel": max_false_novel,
-                 "n_species": len({t.species for t in taxonomy if t.species})}
+                 "n_species": _n_named(taxonomy, "species")}
     for kind, scen in sims.items():
         cal: dict = {"threshold": {}, "rates": {}}
         for rank, others in (("species", species_n), ("bin_uri", bin_n)):

@@ -32,7 +32,11 @@ import numpy as np
 import sqlite_utils
 
 from engine.errors import LibraryError
+from engine.progress import ProgressCallback
 from engine.records import TAXONOMY_FIELDS, Taxonomy
+from engine.reference_columns import (
+    EMBEDDING_DTYPE, INDEX_FORMAT, INDEX_MIN_REFERENCES, Columns, RecordIds, index_folder, read_columns, read_index, write_index,
+)
 from engine.search import ExactIndex, VectorIndex
 from engine.sqlite_paths import connect, sqlite_kind, wrong_kind_message
 
@@ -43,7 +47,6 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = ("1", "2")  # 1: sequences as plain text in refs.sequence
 SEQUENCE_BLOCK = 64  # sequences compressed together (see the module doc)
-EMBEDDING_DTYPE = np.float16  # halves the bundled library; cosine error < 1e-3
 
 
 @dataclass
@@ -129,12 +132,13 @@ class LoadedReferences:
     """One modality of a library in memory; position i is the same record in every field."""
 
     row_ids: np.ndarray
-    record_ids: list[str]
-    taxonomy: list[Taxonomy]
-    matrix: np.ndarray  # (n, dim) float32, L2-normalised
+    record_ids: Sequence[str]  # engine.reference_columns.RecordIds: read when asked for
+    taxonomy: Sequence[Taxonomy]  # engine.reference_columns.TaxonomyTable
+    matrix: np.ndarray  # (n, dim) L2-normalised: float32 in memory, or float16 memory-mapped
     index: VectorIndex
     library: "ReferenceLibrary"
     modality: str
+    _columns: Columns | None = None
     _sequences: PackedSequences | None = None
     _genus_prototypes: "GenusPrototypes | None" = None
     _kmer_index: "KmerIndex | None" = None
@@ -290,12 +294,13 @@ class ReferenceLibrary:
                     self.db["refs"].add_column(col, int)
             if "seq_blocks" not in self.db.table_names():
                 self.db["seq_blocks"].create({"id": int, "data": bytes}, pk="id", not_null={"data"})
-            self._set_meta(schema_version=str(SCHEMA_VERSION))
+            self._set_meta(schema_version=str(SCHEMA_VERSION), plain_sequences="1")
 
     def add(self, records: Iterable[ReferenceRecord], encoder) -> int:
         """Add embedded records (one transaction); existing record ids are replaced. Their
         sequences are packed into new blocks (sorted by taxonomy: similar barcodes compress together)."""
         self._upgrade()
+        self._set_meta(generation=str(uuid.uuid4()))  # a new state: any index folder of it is stale
         have = self.model_for(encoder.modality)
         if have is None:
             self._set_meta(**{f"model.{encoder.modality}": json.dumps(model_identity(encoder))})
@@ -334,25 +339,42 @@ class ReferenceLibrary:
             return self.db["refs"].count
         return self.db.execute("SELECT count(*) FROM refs WHERE modality = ?", [modality]).fetchone()[0]
 
+    def index_stamp(self, modality: str) -> dict:
+        """What identifies this state of a modality's references (engine.reference_columns)."""
+        count, max_id = self.db.execute("SELECT count(*), coalesce(max(id), 0) FROM refs WHERE modality = ?",
+                                        [modality]).fetchone()
+        model = self.model_for(modality) or {}
+        return {"format": INDEX_FORMAT, "library_id": self.library_id, "generation": self.meta.get("generation", ""),
+                "modality": modality, "count": int(count), "max_id": int(max_id), "dim": int(model.get("dim", 0))}
+
+    def columns(self, modality: str, progress: ProgressCallback = None) -> Columns:
+        """A modality's references as columns: read from the rows (a small library), or from its
+        index folder, (re)written first when missing or stale (``INDEX_MIN_REFERENCES`` or more)."""
+        stamp = self.index_stamp(modality)
+        if stamp["count"] == 0:
+            raise LibraryError(f"{self.path.name} has no {modality} references")
+        dim = stamp["dim"] or len(self.db.execute("SELECT embedding FROM refs WHERE modality = ? LIMIT 1",
+                                                  [modality]).fetchone()[0]) // np.dtype(EMBEDDING_DTYPE).itemsize
+        if stamp["count"] < INDEX_MIN_REFERENCES:
+            return read_columns(self.db.conn, modality, stamp["count"], dim, self.packs_sequences, progress=progress)
+        folder = index_folder(self.path, self.library_id) / modality
+        columns = read_index(folder, stamp)
+        if columns is None:
+            columns = write_index(folder, stamp, self.db.conn, modality, dim, self.packs_sequences, progress)
+        return columns
+
     def _load(self, modality: str) -> "LoadedReferences":
         if modality not in self._cache:
-            cols = ", ".join(f'"{f}"' for f in TAXONOMY_FIELDS)
-            rows = self.db.execute(
-                f"SELECT id, record_id, embedding, {cols} FROM refs WHERE modality = ? ORDER BY id", [modality]
-            ).fetchall()
-            if not rows:
-                raise LibraryError(f"{self.path.name} has no {modality} references")
-            mat = np.frombuffer(b"".join(r[2] for r in rows), dtype=EMBEDDING_DTYPE).reshape(len(rows), -1)
-            mat = mat.astype(np.float32)
-            mat /= np.linalg.norm(mat, axis=1, keepdims=True).clip(1e-12)
+            columns = self.columns(modality)
             self._cache[modality] = LoadedReferences(
-                row_ids=np.array([r[0] for r in rows], dtype=np.int64),
-                record_ids=[r[1] for r in rows],
-                taxonomy=[Taxonomy(*r[3:]) for r in rows],
-                matrix=mat,
-                index=ExactIndex(mat),
+                row_ids=columns.row_ids,
+                record_ids=RecordIds(self.db.conn, columns.row_ids, modality),
+                taxonomy=columns.taxonomy,
+                matrix=columns.vectors,
+                index=ExactIndex(columns.vectors),
                 library=self,
                 modality=modality,
+                _columns=columns,
             )
         return self._cache[modality]
 
@@ -365,26 +387,28 @@ class ReferenceLibrary:
         return self._load(modality).index.search(queries, k)
 
     @property
+    def has_plain_sequences(self) -> bool:
+        """Whether records keep plain-text sequences in ``refs.sequence``: a schema-1 library, or
+        one upgraded from it (a library made as schema 2 packs every sequence into blocks)."""
+        return not self.packs_sequences or self.meta.get("plain_sequences") == "1"
+
+    @property
     def has_sequences(self) -> bool:
         if self.packs_sequences and self.db.execute("SELECT 1 FROM seq_blocks LIMIT 1").fetchone() is not None:
             return True
-        # plain text (schema 1, or records an upgraded library kept): a scan when there is none
-        return self.db.execute("SELECT 1 FROM refs WHERE sequence IS NOT NULL LIMIT 1").fetchone() is not None
+        return self.has_plain_sequences and self.db.execute(
+            "SELECT 1 FROM refs WHERE sequence IS NOT NULL LIMIT 1").fetchone() is not None
 
     def packed_sequences(self, modality: str = "dna") -> PackedSequences:
         """A modality's sequences by position (as ``references``), decoded block by block when read."""
-        if self.packs_sequences:
-            rows = self.db.execute("SELECT coalesce(seq_block, -1), coalesce(seq_index, 0), sequence IS NOT NULL "
-                                   "FROM refs WHERE modality = ? ORDER BY id", [modality]).fetchall()
-        else:
-            rows = self.db.execute("SELECT -1, 0, sequence IS NOT NULL FROM refs WHERE modality = ? ORDER BY id",
-                                   [modality]).fetchall()
-        arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        refs = self.references(modality)
         plain: dict[int, str] = {}
-        if arr[:, 2].any():  # plain-text sequences (schema 1): read them now, they are not compressed
-            texts = self.db.execute("SELECT sequence FROM refs WHERE modality = ? ORDER BY id", [modality]).fetchall()
+        blocks = refs._columns.seq_block
+        if self.has_plain_sequences:
+            # plain-text sequences (schema 1, or the records an upgraded library kept): read them now
+            texts = self.db.execute("SELECT sequence FROM refs WHERE modality = ? ORDER BY id", [modality])
             plain = {n: t[0] for n, t in enumerate(texts) if t[0] is not None}
-        return PackedSequences(self.db, arr[:, 0], arr[:, 1], plain)
+        return PackedSequences(self.db, blocks, refs._columns.seq_index, plain)
 
     def taxon_names(self, ranks: Sequence[str] = ("order", "family", "genus", "species")) -> dict[str, set[str]]:
         """rank -> every name the library's references (any modality) give at that rank."""

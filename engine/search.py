@@ -32,17 +32,34 @@ TOPK_GRAPH = Path(__file__).resolve().parent / "models" / "exact_topk.onnx"
 SCORE_MATRIX_BYTES = 256 * 2**20  # the (queries, references) float32 scores computed at once
 
 
+REFERENCE_BLOCK_BYTES = 512 * 2**20  # float32 references converted at once from a float16 (memory-mapped) matrix
+
+
 class ExactIndex:
+    """Exact search. A float32 matrix is searched as it is; any other (the float16, memory-mapped
+    embeddings of a large library) a block of references at a time, converted to float32 for the
+    block and merged top-k by top-k, so memory stays bounded at any library size."""
+
     def __init__(self, vectors: np.ndarray, chunk_rows: int = 1024, device: str = "auto"):
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        # queries per run, bounded so the (chunk, n) score matrix stays within SCORE_MATRIX_BYTES:
+        self.in_blocks = vectors.dtype != np.float32 or not vectors.flags.c_contiguous
+        self.vectors = vectors
+        dim = vectors.shape[1] if vectors.ndim == 2 else 1
+        self.block_rows = max(1, REFERENCE_BLOCK_BYTES // (4 * dim)) if self.in_blocks else max(1, len(vectors))
+        # queries per run, bounded so the (chunk, references) score matrix stays within SCORE_MATRIX_BYTES:
         # 1024 rows at 34,000 references (140 MB), 67 at a million (a 1024-row chunk would be 4 GB)
-        self.chunk_rows = max(1, min(chunk_rows, SCORE_MATRIX_BYTES // (4 * max(1, len(self.vectors)))))
+        rows = min(len(self.vectors), self.block_rows)
+        self.chunk_rows = max(1, min(chunk_rows, SCORE_MATRIX_BYTES // (4 * max(1, rows))))
         self.device = device
         self._session = None
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+    def _run(self, queries: np.ndarray, refs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        parts = [self._session.run(None, {"queries": queries[start: start + self.chunk_rows], "references": refs,
+                                          "k": np.array([k], dtype=np.int64)})
+                 for start in range(0, len(queries), self.chunk_rows)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]).astype(np.int64)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(queries)
@@ -54,7 +71,16 @@ class ExactIndex:
 
             self._session = create_session(TOPK_GRAPH, self.device)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        parts = [self._session.run(None, {"queries": queries[start: start + self.chunk_rows],
-                                          "references": self.vectors, "k": np.array([k], dtype=np.int64)})
-                 for start in range(0, n, self.chunk_rows)]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        if not self.in_blocks:
+            return self._run(queries, self.vectors, k)
+        best_s = best_i = None
+        for start in range(0, len(self.vectors), self.block_rows):
+            block = np.ascontiguousarray(self.vectors[start: start + self.block_rows], dtype=np.float32)
+            s, i = self._run(queries, block, min(k, len(block)))
+            i += start
+            if best_s is not None:
+                s, i = np.concatenate([best_s, s], axis=1), np.concatenate([best_i, i], axis=1)
+            # best first; ties by position, as one search over all references would order them
+            order = np.lexsort((i, -s), axis=1)[:, :k]
+            best_s, best_i = np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
+        return best_s, best_i
