@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
-import io
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(os.environ.get("BIOSCAN_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 COLUMNS = ("processid", "sampleid", "bin_uri", "identification", "kingdom", "phylum", "class", "order",
            "family", "subfamily", "genus", "species", "marker_code", "nucraw", "identification_rank")
 BASES = np.frombuffer(b"ACGT", dtype=np.uint8)

@@ -18,6 +18,7 @@ from engine.atomic import atomic_output, check_output_folder
 from engine.errors import LibraryError
 from engine.io import ReadStats, read_barcodes
 from engine.library import ReferenceLibrary, ReferenceRecord
+from engine.reference_columns import index_follows
 from engine.models.dna_encoder import DnaEncoder
 from engine.progress import ProgressCallback
 from engine.qc import check_barcode
@@ -113,7 +114,8 @@ def library_output(out: str | Path, add: bool = False, name: str = "") -> Iterat
     """
     out = check_library_output(out, add)
     before = out.stat() if add else None
-    with atomic_output(out, replace=add, database=True) as tmp:
+    with index_follows(out) as follow, atomic_output(out, replace=add, database=True) as tmp:
+        follow(tmp)
         if add:
             source = ReferenceLibrary.open_writable(out)  # writable: a crashed writer's journal is rolled back
             library = ReferenceLibrary.create_from(source, tmp)

@@ -17,6 +17,9 @@ from engine.progress import ProgressCallback, report
 from engine.qc import check_barcode
 from engine.records import RANKS, REPORTED_MATCHES, Barcode, BarcodeQC, Call, Match, RecordError
 
+# queries matched at once: the k-mer search's (queries, references) counts and the alignments'
+# pairs grow with it, so a run of any length stays within a bounded memory
+IDENTIFY_BATCH = 2048
 TOP_K = 50  # candidates a query's calls are voted among; a result keeps REPORTED_MATCHES of them
 # the evidence behind a call, per record: the top identity (%) and, for each of the best species, its closest
 # reference, that reference's identity (%) and the overlap of the alignment (bp)
@@ -267,12 +270,17 @@ class DnaIdentifier:
             results.append(Identification(rec.specimen_id, rec.source_file, "dna", qc=qc, error=qc.error or ""))
             if qc.ok:
                 todo.append(len(results) - 1)
-        sequences = [results[i].qc.sequence for i in todo]
-        emb = self.encoder.embed(sequences, progress=progress) if sequences else None
-        for n, (i, (call, matches)) in enumerate(zip(todo, self.match(sequences, progress, embeddings=emb))):
-            results[i].error = unframed_error(results[i].qc, call)
-            if not results[i].error:
-                results[i].call, results[i].matches, results[i].embedding = call, matches, emb[n]
+        batches = range(0, len(todo), IDENTIFY_BATCH)
+        for b, start in enumerate(batches):
+            part = todo[start: start + IDENTIFY_BATCH]
+            step = progress if len(batches) == 1 or progress is None else (
+                lambda done, total, msg, b=b: progress(done, total, f"batch {b + 1} of {len(batches)}: {msg}"))
+            sequences = [results[i].qc.sequence for i in part]
+            emb = self.encoder.embed(sequences, progress=step)
+            for n, (i, (call, matches)) in enumerate(zip(part, self.match(sequences, step, embeddings=emb))):
+                results[i].error = unframed_error(results[i].qc, call)
+                if not results[i].error:
+                    results[i].call, results[i].matches, results[i].embedding = call, matches, emb[n]
         return results
 
 

@@ -314,10 +314,12 @@ class ReferenceLibrary:
             for r in records
         ]
         with self.db.conn:
+            touched: set[int] = set()  # blocks holding a record that is replaced
             for row in rows:
-                self.db.execute(
-                    "DELETE FROM refs WHERE modality = ? AND record_id = ?", [row["modality"], row["record_id"]]
-                )
+                old = self.db.execute("DELETE FROM refs WHERE modality = ? AND record_id = ? RETURNING seq_block",
+                                      [row["modality"], row["record_id"]]).fetchone()
+                if old is not None and old[0] is not None:
+                    touched.add(int(old[0]))
             with_sequence = sorted((n for n, r in enumerate(records) if r.sequence is not None),
                                    key=lambda n: (*records[n].taxonomy.as_dict().values(), records[n].sequence))
             for start in range(0, len(with_sequence), SEQUENCE_BLOCK):
@@ -327,9 +329,12 @@ class ReferenceLibrary:
                 for place, n in enumerate(members):
                     rows[n]["seq_block"], rows[n]["seq_index"] = block, place
             self.db["refs"].insert_all(rows, batch_size=1000)
-            # blocks whose every record was replaced
-            self.db.execute("DELETE FROM seq_blocks WHERE id NOT IN "
-                            "(SELECT seq_block FROM refs WHERE seq_block IS NOT NULL)")
+            if touched:  # replacing records: find the blocks left empty through an index, not a scan a batch
+                self.db.execute("CREATE INDEX IF NOT EXISTS refs_seq_block ON refs (seq_block) "
+                                "WHERE seq_block IS NOT NULL")
+            for block in touched:  # blocks whose every record was replaced
+                if self.db.execute("SELECT 1 FROM refs WHERE seq_block = ? LIMIT 1", [block]).fetchone() is None:
+                    self.db.execute("DELETE FROM seq_blocks WHERE id = ?", [block])
         self._cache.clear()
         return len(rows)
 

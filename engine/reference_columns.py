@@ -15,9 +15,10 @@ import json
 import os
 import shutil
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -29,6 +30,7 @@ INDEX_MIN_REFERENCES = 100_000  # below: reading the rows at open is quick (docs
 EMBEDDING_DTYPE = np.float16  # as stored in the library rows
 READ_BATCH = 50_000  # rows read from SQLite at a time: bounds the memory of a pass
 INDEX_FORMAT = "1"
+MADE_TAXONOMIES = 200_000  # distinct lineages kept made (Taxonomy is immutable: shared safely)
 
 
 class TaxonomyTable(Sequence[Taxonomy]):
@@ -37,21 +39,30 @@ class TaxonomyTable(Sequence[Taxonomy]):
     def __init__(self, codes: np.ndarray, names: Sequence[Sequence[str]]):
         self.codes = codes  # (n, len(TAXONOMY_FIELDS)) int32
         self.names = [list(n) for n in names]  # per field, names[f][0] == ""
+        # one Taxonomy per distinct lineage: a search reads the same few thousand again and again
+        self._made: dict[tuple[int, ...], Taxonomy] = {}
 
     def __len__(self) -> int:
         return len(self.codes)
 
+    def _taxonomy(self, row: list[int]) -> Taxonomy:
+        key = tuple(row)
+        made = self._made.get(key)
+        if made is None:
+            if len(self._made) >= MADE_TAXONOMIES:
+                self._made.clear()
+            made = self._made[key] = Taxonomy(*(names[c] for names, c in zip(self.names, row)))
+        return made
+
     def __getitem__(self, pos):  # type: ignore[override]
         if isinstance(pos, slice):
             return [self[i] for i in range(*pos.indices(len(self)))]
-        row = self.codes[pos]
-        return Taxonomy(*(self.names[f][int(c)] for f, c in enumerate(row)))
+        return self._taxonomy(self.codes[pos].tolist())
 
     def __iter__(self) -> Iterator[Taxonomy]:
         for start in range(0, len(self), READ_BATCH):
-            block = np.asarray(self.codes[start: start + READ_BATCH])
-            for row in block.tolist():
-                yield Taxonomy(*(self.names[f][c] for f, c in enumerate(row)))
+            for row in np.asarray(self.codes[start: start + READ_BATCH]).tolist():
+                yield self._taxonomy(row)
 
     def codes_of(self, rank: str) -> np.ndarray:
         """Each record's code at ``rank`` (0: not named at it); codes index ``names_of(rank)``."""
@@ -158,7 +169,7 @@ def read_columns(conn: sqlite3.Connection, modality: str, count: int, dim: int, 
 # ------------------------------------------------------------------------- index folder
 def index_folder(library_path: Path, library_id: str) -> Path:
     """Where a library's index lives: beside it, or in the user cache when its folder is read-only."""
-    beside = library_path.with_name(library_path.name + ".index")
+    beside = _beside(library_path)
     if os.access(library_path.parent, os.W_OK) or beside.is_dir():
         return beside
     from engine.offline import app_cache_dir
@@ -224,3 +235,25 @@ def write_index(folder: Path, stamp: dict, conn: sqlite3.Connection, modality: s
     columns = read_index(folder, stamp)
     assert columns is not None
     return columns
+
+
+def _beside(library_path: Path) -> Path:
+    return library_path.with_name(library_path.name + ".index")
+
+
+@contextmanager
+def index_follows(library_path: Path) -> Iterator[Callable[[Path], None]]:
+    """For a library written under a temp name and renamed into place (engine.atomic): the index
+    folder made for the temp file (its calibration reads the columns) follows it to ``library_path``
+    on success, and is removed on failure. Yields the function to call with the temp path."""
+    temps: list[Path] = []
+    try:
+        yield temps.append
+    except BaseException:
+        for tmp in temps:
+            shutil.rmtree(_beside(tmp), ignore_errors=True)
+        raise
+    for tmp in temps:
+        if _beside(tmp).is_dir():
+            shutil.rmtree(_beside(library_path), ignore_errors=True)
+            os.replace(_beside(tmp), _beside(library_path))

@@ -122,3 +122,21 @@ def test_a_damaged_index_is_an_error_naming_it_and_a_deleted_one_is_rebuilt(tmp_
         ReferenceLibrary.open(path).references("dna")
     shutil.rmtree(tmp_path / "lib.db.index")
     assert len(ReferenceLibrary.open(path).references("dna")) == 400
+
+
+def test_the_index_a_build_makes_for_its_temp_file_follows_the_library_into_place(tmp_path, indexed):
+    from engine.build import library_output
+
+    out = tmp_path / "lib.db"
+    with library_output(out) as lib:
+        lib.add(_records(300), stand_in_encoder())
+        assert len(lib.references("dna")) == 300  # as calibration reads it: writes the temp file's index
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lib.db", "lib.db.index"]
+    assert len(ReferenceLibrary.open(out).references("dna")) == 300
+
+    with pytest.raises(RuntimeError), library_output(out, add=True) as lib:
+        lib.add(_records(50, prefix="S"), stand_in_encoder())
+        lib.references("dna")
+        raise RuntimeError("the build fails after its calibration read the columns")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lib.db", "lib.db.index"]  # no temp index left
+    assert len(ReferenceLibrary.open(out).references("dna")) == 300
