@@ -98,13 +98,16 @@ def cmd_identify(args) -> int:
     results = []
     if records:
         ident = open_identifier(args.library, args.model, device=args.device,
-                                min_confidence=args.min_confidence, use_sequences=not args.no_alignment)
-        _warn_if_too_small(ident.library)
+                                min_confidence=args.min_confidence, use_sequences=not args.no_alignment,
+                                progress=_progress(args))
+        if len(ident.libraries) == 1:
+            _warn_if_too_small(ident.library)
         results = ident.identify(records, progress=_progress(args))
     if photos:
         from engine.identify_image import fuse_identifications, open_image_identifier
 
-        image_ident = open_image_identifier(args.library, args.image_model, device=args.device,
+        image_ident = open_image_identifier(args.library[0] if args.library else None, args.image_model,
+                                            device=args.device,
                                             min_confidence=args.min_confidence)
         photo_results = image_ident.identify(photos, progress=_progress(args))
         results = results + photo_results + fuse_identifications(results, photo_results)
@@ -537,7 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("identify", help="identify barcodes (FASTA, BIOSCAN/BOLD tables) and photos in files or folders")
     s.add_argument("inputs", nargs="+", metavar="INPUT")
-    s.add_argument("--library", help="reference library (default: the bundled one)")
+    s.add_argument("--library", action="append",
+                   help="reference library (default: the bundled one); give it again to search several as one, "
+                        "e.g. the lab's own records beside a BOLD snapshot (photos: the first one's)")
     s.add_argument("--model", help="DNA model pack (default: the bundled one)")
     s.add_argument("--image-model", help="image model pack (default: the bundled one)")
     s.add_argument("--out", "-o", help="results CSV (default: stdout)")
@@ -698,7 +703,8 @@ def _database_args(args) -> list[Path]:
     """The database files a command was given (or uses by default), to name the one that failed."""
     from engine.sqlite_paths import sqlite_kind
 
-    paths = [getattr(args, a, None) for a in ("project", "library")]
+    library = getattr(args, "library", None)
+    paths = [getattr(args, "project", None), *(library if isinstance(library, list) else [library])]
     if hasattr(args, "library") and not args.library:
         from engine.resources import default_library_path
 

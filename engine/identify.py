@@ -31,7 +31,7 @@ RESULT_COLUMNS = [
     "order", "family", "genus", "species", "bin_uri", "confidence",
     "order_confidence", "family_confidence", "genus_confidence", "species_confidence", "bin_confidence",
     "top_match_id", "top_match_species", "top_similarity", "identity", "novel", "novel_rank",
-    "qc_flags", "sequence_length", "error", *EVIDENCE_COLUMNS,
+    "qc_flags", "sequence_length", "error", *EVIDENCE_COLUMNS, "top_match_library",
 ]
 
 
@@ -136,6 +136,7 @@ class Identification:
             row["top_match_species"] = top.taxonomy.species
             row["top_similarity"] = round(top.similarity, 4)
             row["identity"] = "" if top.identity is None else round(top.identity, 4)
+            row["top_match_library"] = top.library
         row.update(evidence_cells(self.matches))
         return row
 
@@ -143,19 +144,32 @@ class Identification:
 class DnaIdentifier:
     """Identifies cleaned barcodes against a library with the encoder that built it."""
 
-    def __init__(self, library: ReferenceLibrary, encoder: DnaEncoder, k: int = TOP_K,
-                 min_confidence: float = DEFAULT_MIN_CONFIDENCE, use_sequences: bool = True):
-        library.check_encoder(encoder)
-        calibration = library.calibration
-        if not calibration:
-            raise LibraryError(f"{library.path.name} has not been calibrated (run `bioscan library calibrate`)")
-        self.library = library
+    def __init__(self, library: ReferenceLibrary | Sequence[ReferenceLibrary], encoder: DnaEncoder, k: int = TOP_K,
+                 min_confidence: float = DEFAULT_MIN_CONFIDENCE, use_sequences: bool = True,
+                 progress: ProgressCallback = None):
+        """``library``: one library, or several searched as one (engine.library_set), calibrated on their union."""
+        self.libraries = [library] if isinstance(library, ReferenceLibrary) else list(library)
+        for lib in self.libraries:
+            lib.check_encoder(encoder)
+            if not lib.calibration:
+                raise LibraryError(f"{lib.path.name} has not been calibrated (run `bioscan library calibrate`)")
+        self.library = self.libraries[0]
         self.encoder = encoder
-        self.refs = library.references("dna")
+        if len(self.libraries) == 1:
+            self.refs = self.library.references("dna")
+            calibration = self.library.calibration
+        else:
+            from engine.library_set import CombinedReferences
+
+            self.refs = CombinedReferences(self.libraries)
+            calibration = self.refs.calibration(progress)
         self.k = k
         self.assigner = Assigner(calibration, min_confidence=min_confidence)
-        # calibration first: has_sequences scans the whole table when the library keeps none
-        self.use_identity = use_sequences and "identity" in calibration and library.has_sequences
+        self.use_identity = (use_sequences and "identity" in calibration
+                             and all(lib.has_sequences for lib in self.libraries))
+
+    def _library_name(self, pos: int) -> str:
+        return "" if len(self.libraries) == 1 else self.refs.library_of(pos).path.name
 
     def match(self, sequences: Sequence[str], progress: ProgressCallback = None,
               embeddings: np.ndarray | None = None) -> list[tuple[Call, list[Match]]]:
@@ -163,7 +177,7 @@ class DnaIdentifier:
         if not sequences:
             return []
         emb = self.encoder.embed(sequences, progress=progress) if embeddings is None else embeddings
-        sims, pos = self.library.search(emb, self.k, "dna")
+        sims, pos = self.refs.index.search(emb, self.k)
         refs_seq = self.refs.sequences if self.use_identity else None
         genus_scores = None
         if refs_seq is None:  # similarity alone: genera judged by their prototypes (engine.assign)
@@ -188,7 +202,8 @@ class DnaIdentifier:
             call = self.assigner.assign(Candidates(tax, scores, kind, genus_scores[q] if genus_scores else None))
             idents = [None] * len(cand_list) if ident is None else ident.tolist()
             kept = _kept_positions(tax, REPORTED_MATCHES)
-            matches = [Match(record_ids[cand_list[p]], tax[p], sim_list[p], idents[p]) for p in kept]
+            matches = [Match(record_ids[cand_list[p]], tax[p], sim_list[p], idents[p],
+                             library=self._library_name(cand_list[p])) for p in kept]
             if refs_seq is not None:
                 evidence.extend((q, n, cand_list[kept[n]]) for n in _evidence_positions([tax[p] for p in kept]))
             out.append((call, matches))
@@ -284,24 +299,29 @@ class DnaIdentifier:
         return results
 
 
-def open_identifier(library_path: str | Path | None = None, model_path: str | Path | None = None,
-                    device: str = "auto", min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-                    use_sequences: bool = True) -> DnaIdentifier:
-    """A DnaIdentifier over a library (default: the bundled one) with the model that built it.
+def open_identifier(library_path: str | Path | Sequence[str | Path] | None = None,
+                    model_path: str | Path | None = None, device: str = "auto",
+                    min_confidence: float = DEFAULT_MIN_CONFIDENCE, use_sequences: bool = True,
+                    progress: ProgressCallback = None) -> DnaIdentifier:
+    """A DnaIdentifier over a library (default: the bundled one), or several searched as one,
+    with the model that built it.
 
     Without ``model_path`` the model pack is the bundled one named by the library's record
     of the model that embedded it, in the precision it was embedded with.
     """
+    from engine.library_set import check_same_model, library_paths
     from engine.models.pack import load_pack
-    from engine.resources import default_library_path, default_model_path
+    from engine.resources import default_model_path
 
-    library = ReferenceLibrary.open(library_path or default_library_path())
-    built_with = library.model_for("dna")
+    libraries = [ReferenceLibrary.open(p) for p in library_paths(library_path)]
+    built_with = libraries[0].model_for("dna")
     if built_with is None:
-        raise LibraryError(f"{library.path.name} has no DNA references")
+        raise LibraryError(f"{libraries[0].path.name} has no DNA references")
+    check_same_model(libraries)
     pack = load_pack(model_path or default_model_path("dna"))
     encoder = DnaEncoder(pack, precision=built_with["precision"], device=device)
-    return DnaIdentifier(library, encoder, min_confidence=min_confidence, use_sequences=use_sequences)
+    return DnaIdentifier(libraries if len(libraries) > 1 else libraries[0], encoder, min_confidence=min_confidence,
+                         use_sequences=use_sequences, progress=progress)
 
 
 

@@ -82,6 +82,7 @@ class Match(NamedTuple):
     similarity: float  # cosine similarity of embeddings
     identity: float | None = None  # alignment identity (0..1) when both sequences are known
     overlap: int | None = None  # aligned length (bp) behind ``identity``, measured for the evidence matches
+    library: str = ""  # the library the reference is from, when several are searched together
 
 
 @dataclass(frozen=True)

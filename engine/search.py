@@ -37,11 +37,12 @@ REFERENCE_BLOCK_BYTES = 512 * 2**20  # float32 references converted at once from
 
 class ExactIndex:
     """Exact search. A float32 matrix is searched as it is; any other (the float16, memory-mapped
-    embeddings of a large library) a block of references at a time, converted to float32 for the
+    embeddings of a large library, or rows of several libraries) a block of references at a time, converted to float32 for the
     block and merged top-k by top-k, so memory stays bounded at any library size."""
 
     def __init__(self, vectors: np.ndarray, chunk_rows: int = 1024, device: str = "auto"):
-        self.in_blocks = vectors.dtype != np.float32 or not vectors.flags.c_contiguous
+        self.in_blocks = not (isinstance(vectors, np.ndarray) and vectors.dtype == np.float32
+                              and vectors.flags.c_contiguous)
         self.vectors = vectors
         dim = vectors.shape[1] if vectors.ndim == 2 else 1
         self.block_rows = max(1, REFERENCE_BLOCK_BYTES // (4 * dim)) if self.in_blocks else max(1, len(vectors))
