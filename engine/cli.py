@@ -23,6 +23,19 @@ def _check_out(path: str, inputs: list[str] = ()) -> None:
             raise BioscanError(f"--out {path} is one of the input files; choose another output file")
 
 
+CLUSTER_HELP = ("run the embedding (build) or identification (identify) on a Dask cluster: a scheduler address "
+                "(tcp://host:8786), or local:N for N worker processes here; needs the [cluster] extra")
+
+
+def _exit_stack(args):
+    """What a command opened for its whole run (a cluster client), closed when it returns (main)."""
+    from contextlib import ExitStack
+
+    if not hasattr(args, "_exit_stack"):
+        args._exit_stack = ExitStack()
+    return args._exit_stack
+
+
 def _warn_if_too_small(library) -> None:
     from engine.assign import small_library_warning
 
@@ -102,7 +115,14 @@ def cmd_identify(args) -> int:
                                 progress=_progress(args))
         if len(ident.libraries) == 1:
             _warn_if_too_small(ident.library)
-        results = ident.identify(records, progress=_progress(args))
+        if args.cluster:
+            from engine.distributed import connect, identify_on_cluster
+
+            results = identify_on_cluster(_exit_stack(args).enter_context(connect(args.cluster)), records,
+                                          args.library, args.model,
+                                          args.min_confidence, not args.no_alignment, progress=_progress(args))
+        else:
+            results = ident.identify(records, progress=_progress(args))
     if photos:
         from engine.identify_image import fuse_identifications, open_image_identifier
 
@@ -329,8 +349,14 @@ def cmd_library_build(args) -> int:
         with library_output(args.out, add=args.add, name=args.name) as lib:
             _add_photo_references(lib, args)
         return 0
-    encoder = DnaEncoder.from_path(args.model or default_model_path("dna"), precision=args.precision,
-                                   device=args.device)
+    if args.cluster:  # embedding on the cluster's workers; reading and writing here
+        from engine.distributed import DistributedEncoder, connect
+
+        client = _exit_stack(args).enter_context(connect(args.cluster))
+        encoder = DistributedEncoder(client, args.model or default_model_path("dna"), args.precision)
+    else:
+        encoder = DnaEncoder.from_path(args.model or default_model_path("dna"), precision=args.precision,
+                                       device=args.device)
     lib, rep = build_library(args.barcodes, args.out, encoder, store_sequences=not args.no_sequences,
                              add=args.add, name=args.name, progress=_progress(args),
                              also=(lambda lib: _add_photo_references(lib, args)) if args.images else None)
@@ -547,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image-model", help="image model pack (default: the bundled one)")
     s.add_argument("--out", "-o", help="results CSV (default: stdout)")
     s.add_argument("--min-confidence", type=float, default=0.5, help="leave a rank empty below this (0.5)")
+    s.add_argument("--cluster", metavar="ADDRESS", help=CLUSTER_HELP)
     s.add_argument("--no-alignment", action="store_true",
                    help="rank by embedding similarity only, even when the library keeps sequences")
     common(s)
@@ -617,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "held-out benchmark photos) and calibrate the calls on its calibration photos")
     s.add_argument("--out", required=True, help="library file to create (or extend, with --add)")
     s.add_argument("--add", action="store_true", help="add records to an existing library")
+    s.add_argument("--cluster", metavar="ADDRESS", help=CLUSTER_HELP)
     s.add_argument("--model", help="DNA model pack (default: the bundled one)")
     s.add_argument("--precision", choices=["int8", "fp32"], default="int8")
     s.add_argument("--no-sequences", action="store_true", help="keep embeddings and taxonomy only")
@@ -783,7 +811,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return func(args)
+        with _exit_stack(args):
+            return func(args)
     except BioscanError as exc:
         print(f"bioscan: error: {exc}", file=sys.stderr)
         return 1

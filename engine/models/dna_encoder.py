@@ -36,17 +36,27 @@ class DnaEncoder:
     def dim(self) -> int:
         return self.pack.embedding_dim
 
+    def batches(self, sequences: Sequence[str], batch_size: int = 64) -> list[np.ndarray]:
+        """The positions of ``sequences`` embedded together, batch by batch. Batches of 64 keep the
+        CNN's activations in cache (docs/benchmarks.md), and similar lengths in a batch waste less
+        work on padding. A batch's padding is part of the arithmetic, so whoever embeds these
+        sequences (engine.distributed too) forms exactly these batches to get the same embeddings."""
+        order = np.argsort([len(s) for s in sequences], kind="stable")
+        return [order[start: start + batch_size] for start in range(0, len(order), batch_size)]
+
+    def embed_batch(self, sequences: Sequence[str]) -> np.ndarray:
+        """(len(sequences), dim) float32 embeddings of one batch, as given."""
+        tokens = self.tokenizer.encode_batch(list(sequences))
+        (emb,) = self.session.run([self.pack.output_name], {self.pack.input_name: tokens})
+        return emb
+
     def embed(self, sequences: Sequence[str], batch_size: int = 64,
               progress: ProgressCallback = None) -> np.ndarray:
         """(n, dim) float32 embeddings; sequences must be QC-cleaned (A/C/G/T/N only)."""
         out = np.zeros((len(sequences), self.dim), dtype=np.float32)
-        # batches of 64 keep the CNN's activations in cache: 4,915 barcodes in 1.21-1.26 s vs 1.41-1.47 s
-        # at 256 (int8, 2 threads); similar lengths in a batch waste less work on padding
-        order = np.argsort([len(s) for s in sequences], kind="stable")
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            tokens = self.tokenizer.encode_batch([sequences[i] for i in idx])
-            (emb,) = self.session.run([self.pack.output_name], {self.pack.input_name: tokens})
-            out[idx] = emb
-            report(progress, min(start + batch_size, len(order)), len(order), "embedding barcodes")
+        done = 0
+        for idx in self.batches(sequences, batch_size):
+            out[idx] = self.embed_batch([sequences[i] for i in idx])
+            done += len(idx)
+            report(progress, done, len(sequences), "embedding barcodes")
         return out
