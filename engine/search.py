@@ -32,7 +32,7 @@ TOPK_GRAPH = Path(__file__).resolve().parent / "models" / "exact_topk.onnx"
 SCORE_MATRIX_BYTES = 256 * 2**20  # the (queries, references) float32 scores computed at once
 
 
-REFERENCE_BLOCK_BYTES = 512 * 2**20  # float32 references converted at once from a float16 (memory-mapped) matrix
+REFERENCE_BLOCK_BYTES = 256 * 2**20  # float32 references converted at once from a float16 (memory-mapped) matrix
 
 
 class ExactIndex:
