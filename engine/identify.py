@@ -13,6 +13,7 @@ from engine.errors import LibraryError
 from engine.kmer_index import EVIDENCE_SPECIES  # species whose closest reference a result shows, as BOLD does
 from engine.library import ReferenceLibrary
 from engine.models.dna_encoder import DnaEncoder
+from engine.photo_labels import PHOTO_CALL_COLUMNS, photo_call_cells
 from engine.progress import ProgressCallback, report
 from engine.qc import check_barcode
 from engine.records import RANKS, REPORTED_MATCHES, Barcode, BarcodeQC, Call, Match, RecordError
@@ -32,6 +33,7 @@ RESULT_COLUMNS = [
     "order_confidence", "family_confidence", "genus_confidence", "species_confidence", "bin_confidence",
     "top_match_id", "top_match_species", "top_similarity", "identity", "novel", "novel_rank",
     "qc_flags", "sequence_length", "error", *EVIDENCE_COLUMNS, "top_match_library",
+    *PHOTO_CALL_COLUMNS,  # a photo call's reason and what it was matched against (engine.photo_labels)
 ]
 
 
@@ -107,6 +109,7 @@ class Identification:
     qc: BarcodeQC | None = None
     error: str = ""
     embedding: np.ndarray | None = None  # the query's unit embedding (for clustering), not a CSV column
+    photo_call: Call | None = None  # a "dna+image" row's photo call: its reason and references are the row's
 
     @property
     def status(self) -> str:
@@ -138,6 +141,8 @@ class Identification:
             row["identity"] = "" if top.identity is None else round(top.identity, 4)
             row["top_match_library"] = top.library
         row.update(evidence_cells(self.matches))
+        photo = self.photo_call or self.call  # a PhotoCall (engine.identify_image) says why and against what
+        row.update(photo_call_cells(getattr(photo, "references", ""), getattr(photo, "reason", "")))
         return row
 
 

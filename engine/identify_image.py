@@ -35,12 +35,12 @@ from engine.errors import BioscanError, LibraryError, ModelPackError, TransientE
 from engine.identify import TOP_K, Identification
 from engine.io.images import LabelledPhoto, check_photo
 from engine.library import ReferenceLibrary, ReferenceRecord
+from engine.photo_labels import BARCODED_MIN_CONFIDENCE, OUTSIDE_DOMAIN
 from engine.progress import ProgressCallback, report
 from engine.records import RANKS, REPORTED_MATCHES, Call, Match, RankCall, Taxonomy
 
 PHOTO_RANKS = ("order", "family")  # the ranks of calls against DNA references
 REFERENCE_RANKS = ("order", "family", "genus", "species")  # against photo references
-OUTSIDE_DOMAIN = "outside the photos this model was trained on and the library's photo references"
 DOMAIN_MIN_PHOTOS = 5  # a taxon supports the domain with at least this many photos
 DOMAIN_KEY = "domain"
 DOMAIN_MAX_FALSE_OUTSIDE = 0.02  # share of photos of trained orders the order threshold may leave uncalled
@@ -481,7 +481,7 @@ def fuse_identifications(dna: Sequence[Identification], photos: Sequence[Identif
         f = fuse((d.call, d.matches), (p.call, p.matches))
         qc = replace(d.qc, flags=list(d.qc.flags) + f.flags) if d.qc is not None else None
         out.append(Identification(d.specimen_id, f"{d.source_file};{p.source_file}", "dna+image",
-                                  call=f.call, matches=f.matches, qc=qc))
+                                  call=f.call, matches=f.matches, qc=qc, photo_call=p.call))
     return out
 
 

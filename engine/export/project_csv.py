@@ -6,6 +6,7 @@ from typing import Any, Iterator
 
 from engine.export.csv_writer import write_csv
 from engine.export.provenance import library_text, model_text, notes_text, unverified_text, with_provenance
+from engine.photo_labels import photo_call_cells
 from engine.records import RANKS, Match, Taxonomy
 
 EXTRA_COLUMNS = ["processid", "sampleid", "photo_paths", "disagreement_rank", "conflict_rank",
@@ -76,6 +77,8 @@ def specimen_result_row(s: dict[str, Any], matches: list[Match] | None = None) -
         row["bin_confidence" if rank == "bin_uri" else f"{rank}_confidence"] = _round(s[f"{rank}_confidence"])
         row[f"reviewed_{rank}"] = (s[f"final_{rank}"] or "") if s["review"] == "overridden" else ""
     row.update(evidence_cells(matches or []))
+    photo = next((m for m in made if m["modality"] == "image"), None)  # the photo call, or the photo fused in
+    row.update(photo_call_cells(photo["call_references"], photo["call_reason"]) if photo else photo_call_cells("", ""))
     return row
 
 

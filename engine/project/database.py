@@ -361,28 +361,32 @@ class Project:
 
     def call_provenance(self, specimen_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
         """specimen id -> the items that made its call (the call item; for a "dna+image" call also the
-        photo fused with it), each {item_id, modality ("dna"/"image"), created_at, run (the import run
+        photo fused with it), each {item_id, modality ("dna"/"image"), created_at, call_reason and
+        call_references (a photo's: engine.photo_labels), run (the import run
         that wrote the item: id, started_at, library_id, library_path, library_sha256), models (that
         run's models of the item's modality)}. Specimens without a call are left out."""
         if not specimen_ids:
             return {}
         runs = {r["id"]: r for r in self.import_runs()}
         rows = self.conn.execute(
-            "SELECT s.id, s.call_modality, i.id, i.modality, i.run_id, i.created_at FROM specimens s "
+            "SELECT s.id, s.call_modality, i.id, i.modality, i.run_id, i.created_at, i.call_reason, "
+            "i.call_references FROM specimens s "
             "JOIN items i ON i.id = s.call_item_id WHERE s.id IN (SELECT value FROM json_each(?))",
             [json.dumps([int(i) for i in specimen_ids])]).fetchall()
         out: dict[int, list[dict[str, Any]]] = {}
-        for sid, call_modality, item_id, modality, run_id, created_at in rows:
-            made = [(item_id, modality, run_id, created_at)]
+        for sid, call_modality, item_id, modality, run_id, created_at, reason, references in rows:
+            made = [(item_id, modality, run_id, created_at, reason, references)]
             photo = fused_photo_item(self.conn, sid) if call_modality == "dna+image" else None
             if photo is not None:
                 made.append((photo, "photo", *self.conn.execute(
-                    "SELECT run_id, created_at FROM items WHERE id = ?", [photo]).fetchone()))
-            for iid, item_modality, rid, at in made:
+                    "SELECT run_id, created_at, call_reason, call_references FROM items WHERE id = ?",
+                    [photo]).fetchone()))
+            for iid, item_modality, rid, at, reason, references in made:
                 call_modality_of_item = "dna" if item_modality == "dna" else "image"
                 run = runs.get(rid) or {}
                 out.setdefault(sid, []).append({
                     "item_id": iid, "modality": call_modality_of_item, "created_at": at,
+                    "call_reason": reason or "", "call_references": references or "",
                     "run": {k: run.get(k) for k in ("id", "started_at", "library_id", "library_path",
                                                     "library_sha256")},
                     "models": [m for m in run.get("models") or [] if m.get("modality") == call_modality_of_item]})

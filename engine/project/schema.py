@@ -11,7 +11,7 @@ import numpy as np
 
 from engine.records import RANKS
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 EMBEDDING_DTYPE = np.float16  # as in the reference library
 STATUSES = ("ok", "novel", "error", "pending")  # pending: photos only, no image model yet
 REVIEW_ACTIONS = ("accept", "override", "annotate")
@@ -137,8 +137,17 @@ def _unverified_names_v5(db) -> None:
         db["annotations"].add_column("unverified_names", str)
 
 
+def _photo_call_words_v6(db) -> None:
+    """Version 6: a photo item's ``call_reason`` (why ranks were left uncalled, engine.photo_labels)
+    and ``call_references`` ("image": matched against photo references; "dna": the fallback against
+    DNA references), so exports and the GUI say what the photo's call rests on."""
+    for col in ("call_reason", "call_references"):
+        if col not in db["items"].columns_dict:
+            db["items"].add_column(col, str)
+
+
 MIGRATIONS = {1: _create_v1, 2: _indexes_v2, 3: _conflicts_v3, 4: _overlap_v4,
-              5: _unverified_names_v5}  # version -> function bringing the schema from version-1 to version
+              5: _unverified_names_v5, 6: _photo_call_words_v6}  # version -> function bringing the schema from version-1 to version
 
 
 def create_cluster_cache_tables(db) -> None:

@@ -287,6 +287,9 @@ def _insert_item(conn: sqlite3.Connection, sid: int, it: ItemResult, run_id: int
         "novel_rank": None if call is None else call.novel_rank,
         "confidence": None if call is None else (call.confidence(call.shown_rank) if call.shown_rank else 0.0),
         "given": json.dumps(it.given) if it.given else None,
+        # a photo's call (engine.identify_image.PhotoCall): why ranks were left uncalled, against what
+        "call_reason": (getattr(call, "reason", "") or None) if call is not None else None,
+        "call_references": (getattr(call, "references", "") or None) if call is not None else None,
         "run_id": run_id, "created_at": stamp,
     }
     # any text may carry a file name that is not valid UTF-8 (an error message naming the file)

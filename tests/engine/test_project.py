@@ -225,13 +225,16 @@ def test_a_version_1_project_is_migrated_with_the_sort_indexes(tmp_path):
     con = sqlite3.connect(path)  # turned back into what version 1 made: no v2 indexes
     for name in ("idx_specimens_final_genus", "idx_specimens_final_bin_uri", "idx_specimens_bin_uri"):
         con.execute(f"DROP INDEX {name}")
+    for column in ("call_reason", "call_references"):  # version 6's
+        con.execute(f"ALTER TABLE items DROP COLUMN {column}")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.commit()
     con.close()
     with open_project(path) as p:
-        assert p.schema_version == ep.SCHEMA_VERSION == 5
+        assert p.schema_version == ep.SCHEMA_VERSION == 6
         assert "conflict_rank" in p.db["specimens"].columns_dict and "overlap" in p.db["matches"].columns_dict
         assert "unverified_names" in p.db["annotations"].columns_dict
+        assert {"call_reason", "call_references"} <= set(p.db["items"].columns_dict)
     con = sqlite3.connect(path)
     indexed = {row[1] for row in con.execute("PRAGMA index_list(specimens)")}
     assert {"idx_specimens_final_genus", "idx_specimens_final_bin_uri", "idx_specimens_bin_uri"} <= indexed
