@@ -309,29 +309,12 @@ def _add_photo_references(lib, args) -> None:
 
 def cmd_library_add_photos(args) -> int:
     """`library add-photos`: photos of a project's barcode-identified specimens become photo references."""
-    from engine.atomic import atomic_output
-    from engine.build import library_output
-    from engine.identify_image import add_barcoded_photos
-    from engine.library import ReferenceLibrary
-    from engine.models.image_encoder import ImageEncoder
-    from engine.resources import default_library_path, default_model_path
+    from engine.identify_image import learn_barcoded_photos
 
-    encoder = ImageEncoder.from_path(args.image_model or default_model_path("image"), device=args.device)
-    out = Path(args.library)
-    if out.exists():
-        with library_output(out, add=True) as lib:
-            result = add_barcoded_photos(args.project, lib, encoder, args.min_confidence, progress=_progress(args))
-    else:  # a new user library starts as a copy of the base library (DNA references and all)
-        with atomic_output(out, replace=False, database=True) as tmp:
-            base = ReferenceLibrary.open(args.base or default_library_path())
-            lib = ReferenceLibrary.create_from(base, tmp)
-            base.close()
-            try:
-                result = add_barcoded_photos(args.project, lib, encoder, args.min_confidence, progress=_progress(args))
-            finally:
-                lib.close()
-    print(f"{out}: {result.added} photo references added from {result.specimens} specimens whose barcode call "
-          f"reached {args.min_confidence}; {len(result.skipped)} photos skipped", file=sys.stderr)
+    result = learn_barcoded_photos(args.project, args.library, base_library=args.base, image_model=args.image_model,
+                                   min_confidence=args.min_confidence, device=args.device, progress=_progress(args))
+    print(f"{result.library}: {result.summary()} (barcode calls at {args.min_confidence} or more"
+          + ("; a new library, copied from the base library" if result.created else "") + ")", file=sys.stderr)
     for rid, why in result.skipped[:10]:
         print(f"  skipped {rid}: {why}", file=sys.stderr)
     return 0
@@ -551,6 +534,8 @@ def _sha(path: Path) -> str:
 
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from engine.photo_labels import BARCODED_MIN_CONFIDENCE
+
     p = argparse.ArgumentParser(prog="bioscan", description="Offline identification of insect specimens.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("--verbose", action="store_true", help="with --version: models, library and device")
@@ -656,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--project", required=True, help="project database (.db) with barcodes and photos")
     s.add_argument("--library", required=True, help="library to extend (created as a copy of --base if absent)")
     s.add_argument("--base", help="library a new --library starts from (default: the bundled one)")
-    s.add_argument("--min-confidence", type=float, default=0.9,
+    s.add_argument("--min-confidence", type=float, default=BARCODED_MIN_CONFIDENCE,
                    help="a photo is named down to the finest rank its specimen's barcode call reaches this at")
     s.add_argument("--image-model", help="image model pack (default: the bundled one)")
     common(s)

@@ -492,9 +492,16 @@ class BarcodedPhotos:
     added: int = 0
     specimens: int = 0  # specimens whose barcode call reached the confidence
     skipped: list[tuple[str, str]] = None  # (specimen key / photo, reason)
+    library: str = ""  # the library written (learn_barcoded_photos)
+    created: bool = False  # the library was made for this, as a copy of the base library
 
     def __post_init__(self) -> None:
         self.skipped = self.skipped or []
+
+    def summary(self) -> str:
+        """"N photo references added from M specimens; K skipped": what the CLI and the GUI say."""
+        return (f"{self.added} photo references added from {self.specimens} specimens; "
+                f"{len(self.skipped)} skipped")
 
 
 def barcode_identified_photos(project, min_confidence: float) -> list[tuple[str, str, Taxonomy, dict]]:
@@ -533,7 +540,8 @@ def barcode_identified_photos(project, min_confidence: float) -> list[tuple[str,
     return out
 
 
-def add_barcoded_photos(project_path: str | Path, library: ReferenceLibrary, encoder, min_confidence: float = 0.9,
+def add_barcoded_photos(project_path: str | Path, library: ReferenceLibrary, encoder,
+                        min_confidence: float = BARCODED_MIN_CONFIDENCE,
                         progress: ProgressCallback = None) -> BarcodedPhotos:
     """Learn from this sample: the photos of a project's barcode-identified specimens (barcode call
     at ``min_confidence`` or more) become photo references of ``library`` (writable), each named as
@@ -556,4 +564,43 @@ def add_barcoded_photos(project_path: str | Path, library: ReferenceLibrary, enc
         sources[rid] = json.dumps(provenance, sort_keys=True)
     added, skipped = add_photos(library, photos, encoder, progress=progress, sources=sources)
     result.added, result.skipped = added, result.skipped + skipped
+    return result
+
+
+def learn_barcoded_photos(project_path: str | Path, library_path: str | Path, base_library: str | Path | None = None,
+                          image_model: str | Path | None = None, min_confidence: float = BARCODED_MIN_CONFIDENCE,
+                          device: str = "auto", progress: ProgressCallback = None) -> BarcodedPhotos:
+    """``add_barcoded_photos`` into the user library at ``library_path``, written whole or not at
+    all (engine.atomic): an existing library is extended through a copy put in place at the end;
+    a missing one is made as a copy of ``base_library`` (default: the bundled one; DNA references
+    and all). Cancelled (from ``progress``) or failed, nothing is written. `bioscan library
+    add-photos` and the desktop app's "Learn photos from barcoded specimens" call it alike."""
+    from engine.atomic import atomic_output
+    from engine.build import library_output
+    from engine.models.image_encoder import ImageEncoder
+    from engine.resources import default_library_path, default_model_path
+
+    out = Path(library_path)
+    if not Path(project_path).is_file():
+        raise BioscanError(f"{project_path}: no such project")
+    report(progress, 0, 1, "opening the image model")
+    encoder = ImageEncoder.from_path(image_model or default_model_path("image"), device=device)
+    report(progress, 0, 1, "reading the project's barcode calls")
+    if out.exists():
+        with library_output(out, add=True) as lib:
+            result = add_barcoded_photos(project_path, lib, encoder, min_confidence, progress=progress)
+    else:
+        base = ReferenceLibrary.open(base_library or default_library_path())
+        try:
+            with atomic_output(out, replace=False, database=True) as tmp:
+                lib = ReferenceLibrary.create_from(base, tmp)
+                try:
+                    result = add_barcoded_photos(project_path, lib, encoder, min_confidence, progress=progress)
+                    report(progress, 1, 1, "saving the library")  # the last chance to cancel before it is in place
+                finally:
+                    lib.close()
+        finally:
+            base.close()
+        result.created = True
+    result.library = str(out)
     return result
