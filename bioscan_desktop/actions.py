@@ -69,6 +69,9 @@ ACTIONS = (
                tip="Filter the table to the current specimen's called taxon", enabled_when="specimen"),
     ActionSpec("compute_map", "Compute cluster &map", "compute_cluster_map", shortcut="Ctrl+K",
                tip="Map and cluster the imported barcodes", enabled_when="project", short="Cluster map"),
+    ActionSpec("learn_photos", "&Learn photos from barcoded specimens…", "choose_learn_photos",
+               tip="Add the photos of specimens whose barcode was identified to your library as photo references",
+               enabled_when="learnable"),
     ActionSpec("settings", "&Settings…", "open_settings", shortcut="Ctrl+,", short="Settings"),
     ActionSpec("shortcuts", "&Keyboard shortcuts", "show_shortcuts", shortcut="F1"),
     ActionSpec("about", "&About BIOSCAN Desktop", "show_about"),
@@ -81,7 +84,7 @@ MENUS = (
                "export_csv", "export_dwca", "export_report", "-", "close_project", "quit")),
     ("&View", ("show_table", "show_map", "-", "search", "clear_filters", "columns", "refresh", "-", "@docks")),
     ("&Review", ("accept", "override", "note", "-", "next_to_review", "copy_key", "filter_taxon")),
-    ("&Tools", ("compute_map", "settings")),
+    ("&Tools", ("compute_map", "learn_photos", "settings")),
     ("&Help", ("shortcuts", "about")),
 )
 TOOLBAR = ("import", "open_project", "export_csv", "-", "accept", "override", "note", "-", "compute_map", "settings")

@@ -89,6 +89,18 @@ def resumable_run(project) -> dict[str, Any] | None:
     return None
 
 
+# ------------------------------------------------------------------------------ learning from barcoded specimens
+def learn_photos(project_path: str, library_path: str, settings: Settings, min_confidence: float,
+                 progress: ProgressCallback = None):
+    """engine.learn_barcoded_photos (as `bioscan library add-photos`) with the user's image model and
+    device; a new library is a copy of the library the user's imports use. Returns BarcodedPhotos."""
+    from engine import learn_barcoded_photos
+
+    return learn_barcoded_photos(project_path, library_path, base_library=settings.library_path or None,
+                                 image_model=settings.image_model_path or None, min_confidence=min_confidence,
+                                 device=settings.device, progress=progress)
+
+
 # ------------------------------------------------------------------------------ photos
 def load_specimen_photo(project_path: str, specimen_id: int, max_side: int):
     """(specimen id, 8-bit RGB PIL image no larger than max_side, or None) for the specimen's first good photo."""

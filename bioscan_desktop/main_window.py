@@ -14,7 +14,8 @@ from pathlib import Path
 from PySide6.QtCore import QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
-    QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox, QTabWidget, QToolBar,
+    QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressDialog, QTabWidget,
+    QToolBar,
 )
 
 from engine.errors import BioscanError
@@ -44,6 +45,7 @@ class MainWindow(QMainWindow):
     clusterMapReady = Signal()
     treeLoaded = Signal()
     exportFinished = Signal(str)
+    photosLearned = Signal(object)  # BarcodedPhotos, or None when it failed or was cancelled
     reviewSaved = Signal(int, str)  # specimen id, action
 
     def __init__(self, settings: Settings | None = None):
@@ -54,6 +56,9 @@ class MainWindow(QMainWindow):
         self.setup_info = None
         self.import_task: workers.Task | None = None
         self.cluster_task: workers.Task | None = None
+        self.learn_task: workers.Task | None = None
+        self.learn_progress: QProgressDialog | None = None
+        self.last_learn_message = ""
         self.last_report = None
         self.last_import_message = ""
         self.quiet_errors = False  # True: errors go to the status bar and the log only (tests, scripted runs)
@@ -190,6 +195,7 @@ class MainWindow(QMainWindow):
         return {
             "always": True, "idle": not importing, "importing": importing, "project": has_project,
             "project_idle": has_project and not importing,
+            "learnable": has_project and not importing and self.learn_task is None,
             "resumable": has_project and not importing and self._resumable() is not None,
             "specimen": detail is not None,
             "acceptable": detail is not None and detail.specimen["status"] in presenters.REVIEWABLE_STATUSES,
@@ -677,6 +683,85 @@ class MainWindow(QMainWindow):
         self.cluster_task = None
         self.cluster_view.set_busy(False, message)
         self.clusterMapReady.emit()
+
+    # ------------------------------------------------------------------------------------ learn photos
+    def choose_learn_photos(self) -> None:
+        """Ask for the confidence and the library, then learn the barcoded specimens' photos."""
+        from engine import BARCODED_MIN_CONFIDENCE
+
+        from bioscan_desktop.views.learn_photos_dialog import LearnPhotosDialog
+
+        if self.project is None or self.learn_task is not None:
+            return
+        base = Path(self.settings.library_path).name if self.settings.library_path else "the bundled library"
+        default = self.settings.library_path or str(Path(self.project_path).parent / "lab-library.db")
+        dialog = LearnPhotosDialog(default, base, BARCODED_MIN_CONFIDENCE, self)
+        if dialog.exec():
+            self.learn_photos(*dialog.choice())
+
+    def learn_photos(self, library: str, min_confidence: float) -> None:
+        """engine.learn_barcoded_photos in the background, with a progress dialog whose Cancel stops
+        it (the library is then left as it was)."""
+        task = workers.Task(jobs.learn_photos, self.project_path, library, self.settings, min_confidence)
+        progress = QProgressDialog("Learning photos from barcoded specimens…", "Cancel", 0, 0, self)
+        progress.setWindowTitle("Learn photos from barcoded specimens")
+        progress.setWindowModality(Qt.WindowModality.WindowModal)
+        progress.setMinimumDuration(0)
+        progress.setAutoClose(False)
+        progress.setAutoReset(False)
+        progress.canceled.connect(task.cancel)
+        task.signals.progress.connect(lambda done, total, message: self._learn_progress(done, total, message))
+        task.signals.finished.connect(lambda result, task=task: self._photos_learned(task, result))
+        task.signals.failed.connect(
+            lambda msg, task=task: self._learn_stopped(task, f"Learning photos failed: {msg}", error=True))
+        task.signals.cancelled.connect(lambda task=task: self._learn_stopped(
+            task, "Learning photos cancelled: the library was not changed"))
+        self.learn_task, self.learn_progress = task, progress
+        self._update_actions()
+        progress.show()
+        self.statusBar().showMessage("Learning photos from barcoded specimens…")
+        workers.start(task, "heavy")
+
+    def _learn_progress(self, done: int, total: int, message: str) -> None:
+        if self.learn_progress is not None and not self.learn_progress.wasCanceled():
+            self.learn_progress.setMaximum(max(total, 0))
+            self.learn_progress.setValue(min(done, total))
+            self.learn_progress.setLabelText(message[:1].upper() + message[1:] + "…")
+
+    def _end_learning(self, task: workers.Task) -> bool:
+        if task is not self.learn_task:
+            return False
+        self.learn_task = None
+        if self.learn_progress is not None:
+            self.learn_progress.close()
+            self.learn_progress.deleteLater()
+            self.learn_progress = None
+        self._update_actions()
+        return True
+
+    def _photos_learned(self, task: workers.Task, result) -> None:
+        if not self._end_learning(task):
+            return
+        message = f"{result.summary()} ({Path(result.library).name})"
+        self.last_learn_message = message
+        self.statusBar().showMessage(message, 30000)
+        if not self.quiet_errors:
+            skipped = "".join(f"<br>{html.escape(rid)}: {html.escape(why)}" for rid, why in result.skipped[:5])
+            use = ("" if self.settings.library_path == result.library else
+                   "<br><br>Choose it in Settings, Reference library, to match photo-only specimens against it.")
+            QMessageBox.information(self, "Learn photos from barcoded specimens",
+                                    f"{html.escape(message)}" + (f"<br><br>Skipped:{skipped}" if skipped else "") + use)
+        self.photosLearned.emit(result)
+
+    def _learn_stopped(self, task: workers.Task, message: str, error: bool = False) -> None:
+        if not self._end_learning(task):
+            return
+        self.last_learn_message = message
+        if error:
+            self._error("Learn photos", message)
+        else:
+            self.statusBar().showMessage(message, 15000)
+        self.photosLearned.emit(None)
 
     # ------------------------------------------------------------------------------------ export
     EXPORTS = {  # kind: (dialog title, file filter, default suffix, job)

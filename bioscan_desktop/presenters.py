@@ -101,6 +101,20 @@ def next_row_to_review(row_at: Callable[[int], dict[str, Any] | None], start: in
     return None
 
 
+def photo_call_note(detail: SpecimenDetail) -> str:
+    """What the specimen's photo call rests on, in the engine's words (engine.photo_labels): the
+    call's photo, or the best photo fused into a barcode call; "" when no photo was called."""
+    from engine import photo_call_sentence
+
+    s = detail.specimen
+    photos = [it for it in detail.items if it["modality"] == "photo" and it["id"] in detail.calls]
+    if not photos:
+        return ""
+    shown = next((it for it in photos if it["id"] == s.get("call_item_id")), None)
+    photo = shown or max(photos, key=lambda it: (it.get("confidence") or 0.0, -it["id"]))
+    return photo_call_sentence(photo.get("call_references") or "", photo.get("call_reason") or "")
+
+
 def modality_disagreements(detail: SpecimenDetail) -> list[tuple[str, str, str]]:
     """(rank, DNA call, photo call) where a specimen's barcode and photo calls name different taxa.
 

@@ -15,7 +15,8 @@ from engine.project import CALL_RANKS, SpecimenDetail
 
 from bioscan_desktop.presenters import (
     IDENTITY_TIP, RANK_LABELS, REVIEW_LABELS, SIMILARITY_TIP, STATUS_HELP, confidence_text, given_disagreements,
-    identity_text, match_scores_note, modality_disagreements, qc_summary, shown_call, similarity_text, status_text,
+    identity_text, match_scores_note, modality_disagreements, photo_call_note, qc_summary, shown_call, similarity_text,
+    status_text,
 )
 from bioscan_desktop.views.photo_view import PhotoView
 
@@ -164,9 +165,11 @@ class SpecimenDetailView(QWidget):
         rank, name, conf = shown_call(s)
         call = (f"<br>Call: {RANK_LABELS[rank].lower()} <i>{html.escape(name)}</i>"
                 + (f" ({confidence_text(conf)})" if conf is not None else " (your override)")) if rank else ""
+        photo = photo_call_note(detail)  # what a photo's call rests on: photo or DNA references, and why it stopped
         self.status.setText(f"<b>{status_text(s['status'], s.get('novel_rank') or '')}</b>: "
                             f"{html.escape(STATUS_HELP.get(s['status'], ''))}"
-                            + (f" · review: {REVIEW_LABELS[s['review']]}" if s.get("review") else "") + call)
+                            + (f" · review: {REVIEW_LABELS[s['review']]}" if s.get("review") else "") + call
+                            + (f"<br>{html.escape(photo)}" if photo else ""))
         self._show_warnings(detail)
         self._show_calls(s, detail)
         self._show_sequence(detail)

@@ -109,6 +109,7 @@ def test_actions_are_enabled_only_when_they_can_work(qtbot, window):
 def test_every_action_has_a_behaviour_test():
     import tests.gui.test_projects  # noqa: F401 - their @covers register here too
     import tests.gui.test_review  # noqa: F401
+    import tests.gui.test_learn_photos  # noqa: F401
 
     assert COVERED == {a.id for a in ACTIONS}, sorted({a.id for a in ACTIONS} ^ COVERED)
 
