@@ -84,7 +84,7 @@ def _library_content(path: Path) -> tuple:
     try:
         refs = lib.db.execute("SELECT record_id, modality, \"order\", family, genus, species, bin_uri, sequence, "
                               "embedding FROM refs ORDER BY modality, record_id").fetchall()
-        meta = {k: v for k, v in lib.meta.items() if k not in ("library_id", "created")}
+        meta = {k: v for k, v in lib.meta.items() if k not in ("library_id", "created", "generation")}  # ids of a state, random
     finally:
         lib.close()
     return refs, json.dumps(meta, sort_keys=True)
