@@ -21,6 +21,7 @@ import numpy as np
 from engine.errors import LibraryError
 from engine.library import LoadedReferences, ReferenceLibrary
 from engine.progress import ProgressCallback
+from engine.search import merge_top_k
 
 
 class _Stacked(Sequence):
@@ -92,9 +93,7 @@ class _MergedIndex:
             s, i = part.index.search(queries, min(k, len(part)))
             sims.append(s)
             pos.append(i.astype(np.int64) + int(offset))
-        s, i = np.concatenate(sims, axis=1), np.concatenate(pos, axis=1)
-        order = np.lexsort((i, -s), axis=1)[:, :k]
-        return np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
+        return merge_top_k(sims, pos, k)
 
 
 class CombinedReferences:
@@ -113,6 +112,8 @@ class CombinedReferences:
         self.index = _MergedIndex(self.parts, self.offsets)
         self._sequences: _Stacked | None = None
         self._genus_prototypes = None
+        self._kmer_index = None
+        self._kmer_index_tried = False
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -138,9 +139,10 @@ class CombinedReferences:
         """The shared-k-mer index over every library's sequences, when their total allows one."""
         from engine.kmer_index import MAX_REFERENCES, KmerIndex
 
-        if not hasattr(self, "_kmer_index"):
-            self._kmer_index = (KmerIndex(self.sequences) if len(self) <= MAX_REFERENCES
-                                and all(p.sequences.any() for p in self.parts) else None)
+        if not self._kmer_index_tried:
+            self._kmer_index_tried = True
+            if len(self) <= MAX_REFERENCES and all(p.sequences.any() for p in self.parts):
+                self._kmer_index = KmerIndex(self.sequences)
         return self._kmer_index
 
     # -- calibration --------------------------------------------------------------------

@@ -35,10 +35,19 @@ SCORE_MATRIX_BYTES = 256 * 2**20  # the (queries, references) float32 scores com
 REFERENCE_BLOCK_BYTES = 256 * 2**20  # float32 references converted at once from a float16 (memory-mapped) matrix
 
 
+def merge_top_k(sims: list[np.ndarray], positions: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of several searches' (n, k_i) results, best first; ties by position, as one
+    search over all references would order them."""
+    s, i = np.concatenate(sims, axis=1), np.concatenate(positions, axis=1)
+    order = np.lexsort((i, -s), axis=1)[:, :k]
+    return np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
+
+
 class ExactIndex:
     """Exact search. A float32 matrix is searched as it is; any other (the float16, memory-mapped
-    embeddings of a large library, or rows of several libraries) a block of references at a time, converted to float32 for the
-    block and merged top-k by top-k, so memory stays bounded at any library size."""
+    embeddings of a large library, or rows of several libraries) a block of references at a time,
+    converted to float32 for the block and merged top-k by top-k, so memory stays bounded at any
+    library size."""
 
     def __init__(self, vectors: np.ndarray, chunk_rows: int = 1024, device: str = "auto"):
         self.in_blocks = not (isinstance(vectors, np.ndarray) and vectors.dtype == np.float32
@@ -79,9 +88,5 @@ class ExactIndex:
             block = np.ascontiguousarray(self.vectors[start: start + self.block_rows], dtype=np.float32)
             s, i = self._run(queries, block, min(k, len(block)))
             i += start
-            if best_s is not None:
-                s, i = np.concatenate([best_s, s], axis=1), np.concatenate([best_i, i], axis=1)
-            # best first; ties by position, as one search over all references would order them
-            order = np.lexsort((i, -s), axis=1)[:, :k]
-            best_s, best_i = np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
+            best_s, best_i = (s, i) if best_s is None else merge_top_k([best_s, s], [best_i, i], k)
         return best_s, best_i
