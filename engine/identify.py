@@ -188,7 +188,7 @@ class DnaIdentifier:
         if refs_seq is None:  # similarity alone: genera judged by their prototypes (engine.assign)
             genus_scores = self.refs.genus_prototypes().scores(
                 emb, [[self.refs.taxonomy[c].genus for c in pos[q]] for q in range(len(sequences))])
-        aligned = self._align_candidates(sequences, pos, progress) if refs_seq is not None else None
+        aligned = self._align_candidates(sequences, emb, pos, progress) if refs_seq is not None else None
         out = []
         evidence: list[tuple[int, int, int]] = []  # (query, position in its matches, reference)
         taxonomy, record_ids = self.refs.taxonomy, self.refs.record_ids
@@ -222,11 +222,11 @@ class DnaIdentifier:
                 out[q][1][n] = out[q][1][n]._replace(overlap=overlap)
         return out
 
-    def _align_candidates(self, sequences: Sequence[str], pos: np.ndarray,
+    def _align_candidates(self, sequences: Sequence[str], emb: np.ndarray, pos: np.ndarray,
                           progress: ProgressCallback) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query, (candidates, identities) to vote among: as few alignments as the call needs
         (engine.kmer_index.after_first): the first FIRST_ALIGNED embedding candidates, then the rest
-        of them, a few for the evidence, or instead the k-mer search's candidates."""
+        of them, a few for the evidence, or instead a wider search's candidates (``_widen``)."""
         from engine.kmer_index import FIRST_ALIGNED, after_first
 
         refs_seq, taxonomy = self.refs.sequences, self.refs.taxonomy
@@ -238,11 +238,9 @@ class DnaIdentifier:
         for q in range(len(sequences)):
             rest = after_first(first[q], [taxonomy[c].species for c in pos[q, :m]],
                                [taxonomy[c].species for c in pos[q, m:]])
-            if rest is None and self.refs.kmer_index() is not None:
+            if rest is None:
                 to_widen.append(q)
                 rest = []
-            elif rest is None:  # no k-mer index (a library too large for one): every embedding candidate
-                rest = list(range(pos.shape[1] - m))
             more.append(pos[q, m:][rest])
         more_idents = pair_identities([(sequences[q], refs_seq[c] or "") for q, cands in enumerate(more)
                                        for c in cands.tolist()], progress=progress, message="aligning to candidates")
@@ -251,26 +249,32 @@ class DnaIdentifier:
             out.append((np.concatenate([pos[q, :m], cands]),
                         np.concatenate([first[q], more_idents[start: start + len(cands)]])))
             start += len(cands)
-        for q, widened in self._widen([sequences[q] for q in to_widen], [out[q] for q in to_widen], progress):
+        for q, widened in self._widen([sequences[q] for q in to_widen], emb[to_widen], [out[q] for q in to_widen],
+                                      progress):
             out[to_widen[q]] = widened
         return out
 
-    def _widen(self, sequences: Sequence[str], aligned: list[tuple[np.ndarray, np.ndarray]],
+    def _widen(self, sequences: Sequence[str], emb: np.ndarray, aligned: list[tuple[np.ndarray, np.ndarray]],
                progress: ProgressCallback) -> Iterable[tuple[int, tuple[np.ndarray, np.ndarray]]]:
-        """Queries whose embedding candidates hold nothing at WIDEN_BELOW identity, searched again by
-        shared k-mers (engine.kmer_index): (query, (candidates, identities)), the k best of both lists."""
-        from engine.kmer_index import top_shared, widen
+        """Queries whose first embedding candidates hold nothing at WIDEN_BELOW identity, searched
+        again: by shared k-mers (engine.kmer_index) where the library has a k-mer index, else by a
+        WIDE_SHORTLIST-long embedding shortlist (a library too large for a k-mer index: the search
+        index answers it at any size). (query, (candidates, identities)), the k best of both lists."""
+        from engine.kmer_index import WIDE_SHORTLIST, top_shared, widen
 
-        index = self.refs.kmer_index() if sequences else None
-        if index is None:
+        if not sequences:
             return []
-        shared = index.shared(sequences, progress=progress)
-        extra = [top_shared(shared, j, self.k) for j in range(len(sequences))]
+        index = self.refs.kmer_index()
+        if index is not None:
+            shared = index.shared(sequences, progress=progress)
+            extra = [top_shared(shared, j, self.k) for j in range(len(sequences))]
+        else:
+            extra = list(self.refs.index.search(emb, WIDE_SHORTLIST)[1])
         extra = [cands[~np.isin(cands, have)] for (have, _), cands in zip(aligned, extra)]  # aligned already
         refs_seq = self.refs.sequences
         extra_idents = pair_identities([(sequences[j], refs_seq[c] or "") for j, cands in enumerate(extra)
                                         for c in cands.tolist()], progress=progress,
-                                       message="aligning to k-mer candidates")
+                                       message="aligning to more candidates")
         out, start = [], 0
         for j, ((have, idents), cands) in enumerate(zip(aligned, extra)):
             out.append((j, widen(have, idents, cands, extra_idents[start: start + len(cands)], self.k)))

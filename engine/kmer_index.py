@@ -38,6 +38,12 @@ CLEAR_IDENTITY = 0.99
 CLEAR_GAP = 0.02
 EVIDENCE_SPECIES = 3  # a settled query still aligns the nearest record of this many species (BOLD-style evidence)
 MAX_REFERENCES = 200_000
+# A library larger than MAX_REFERENCES has no k-mer index: a query it would search is given this many
+# embedding candidates instead, all aligned. Of the lengths measured on the DNA benchmark's held-out
+# species (docs/benchmarks.md, "DNA identification: targets and analysis"), 200-400 came within two points
+# of the k-mer index's genus share, where the default 50 fell five short and 1,000 fell back (more
+# distant look-alikes win the identity vote).
+WIDE_SHORTLIST = 200
 # k-mers held by more than this share of the references are not counted (if also held by more
 # than COMMON_MIN_REFERENCES): on the benchmark library's own leave-species-out queries, the
 # best-identity one of 50 candidates had the right genus for 65.2 % of records with every

@@ -82,3 +82,30 @@ def test_queries_without_a_close_embedding_candidate_get_the_best_identity_refer
 
     assert top_identities(kmer_index.WIDEN_BELOW) == pytest.approx(best)
     assert top_identities(0.0) != pytest.approx(best)  # the embedding's 5 candidates alone miss some
+
+
+def test_a_library_too_large_for_a_kmer_index_widens_with_a_longer_embedding_shortlist(
+        tiny_library, tiny_dna_pack, synthetic_split, monkeypatch):
+    library_records, _, novel = synthetic_split
+    lib = ReferenceLibrary.open(tiny_library)
+    refs = lib.references("dna")
+    best = [max(identity(q.sequence, s) for s in refs.sequences) for q in novel]
+    monkeypatch.setattr(kmer_index, "MAX_REFERENCES", 0)  # as a library of millions: no k-mer index
+    searched: list[int] = []
+    search = refs.index.search
+
+    def spy(queries, k):
+        searched.append(k)
+        return search(queries, k)
+
+    monkeypatch.setattr(refs.index, "search", spy)
+
+    def top_identities(shortlist: int) -> list[float]:
+        monkeypatch.setattr(kmer_index, "WIDE_SHORTLIST", shortlist)
+        ident = DnaIdentifier(lib, DnaEncoder.from_path(tiny_dna_pack), k=5)
+        assert ident.refs.kmer_index() is None
+        return [r.matches[0].identity for r in ident.identify(novel)]
+
+    assert top_identities(len(refs)) == pytest.approx(best)  # the whole library as the shortlist
+    assert searched[-1] == len(refs)
+    assert top_identities(5) != pytest.approx(best)  # no wider than the first search: some missed
