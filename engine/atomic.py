@@ -134,12 +134,17 @@ def _fsync(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the user's quota) is full."""
+    return getattr(exc, "errno", None) in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)) or (
+        isinstance(exc, sqlite3.OperationalError) and "full" in str(exc))
+
+
 def write_error_message(path: Path, exc: BaseException) -> str:
     """One line on why ``path`` could not be written, and what is left of it."""
     left = "the old file is unchanged" if path.exists() else "nothing was written"
     code = getattr(exc, "errno", None)
-    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)) or (
-            isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)):
+    if disk_full(exc):
         try:
             free = f" ({shutil.disk_usage(path.parent).free / 1e6:.1f} MB free)"
         except OSError:
@@ -165,6 +170,17 @@ def _link_no_clobber(tmp: Path, path: Path) -> None:
     os.unlink(tmp)
 
 
+def place_file(tmp: Path, path: Path, replace: bool = True) -> None:
+    """Put the complete file ``tmp`` at ``path`` in one step, synced to disk first: over what is
+    there (``replace``), or only if nothing is (else BioscanError: another process made it meanwhile)."""
+    _fsync(tmp)
+    if replace:
+        os.replace(tmp, path)
+    else:
+        _link_no_clobber(tmp, path)
+    _fsync(path.parent, directory=True)
+
+
 @contextmanager
 def atomic_output(path: str | Path, replace: bool = True, database: bool = False) -> Iterator[Path]:
     """Yield a temp path beside ``path`` to write the whole output into; on success it becomes
@@ -180,12 +196,7 @@ def atomic_output(path: str | Path, replace: bool = True, database: bool = False
     tmp = temp_path(path)
     try:
         yield tmp
-        _fsync(tmp)
-        if replace:
-            os.replace(tmp, path)
-        else:
-            _link_no_clobber(tmp, path)
-        _fsync(path.parent, directory=True)
+        place_file(tmp, path, replace)
     except (OSError, sqlite3.OperationalError) as exc:
         if isinstance(exc, sqlite3.OperationalError) and "full" not in str(exc) and "I/O" not in str(exc):
             _discard(tmp)

@@ -249,6 +249,16 @@ class ReferenceLibrary:
     def _set_meta(self, **values: str) -> None:
         self.db["meta"].upsert_all([{"key": k, "value": v} for k, v in values.items()], pk="key")
 
+    def set_meta(self, values: dict[str, str]) -> None:
+        """Store meta values (one transaction), e.g. a build's record of progress (engine.build_work)."""
+        with self.db.conn:
+            self._set_meta(**values)
+
+    def drop_meta(self, keys: Iterable[str]) -> None:
+        """Remove meta values (one transaction); absent keys are ignored."""
+        with self.db.conn:
+            self.db.conn.executemany("DELETE FROM meta WHERE key = ?", [[k] for k in keys])
+
     @property
     def library_id(self) -> str:
         return self.meta["library_id"]
@@ -296,9 +306,10 @@ class ReferenceLibrary:
                 self.db["seq_blocks"].create({"id": int, "data": bytes}, pk="id", not_null={"data"})
             self._set_meta(schema_version=str(SCHEMA_VERSION), plain_sequences="1")
 
-    def add(self, records: Iterable[ReferenceRecord], encoder) -> int:
+    def add(self, records: Iterable[ReferenceRecord], encoder, meta: dict[str, str] | None = None) -> int:
         """Add embedded records (one transaction); existing record ids are replaced. Their
-        sequences are packed into new blocks (sorted by taxonomy: similar barcodes compress together)."""
+        sequences are packed into new blocks (sorted by taxonomy: similar barcodes compress together).
+        ``meta`` values are stored in the same transaction (a build's record of what it committed)."""
         self._upgrade()
         self._set_meta(generation=str(uuid.uuid4()))  # a new state: any index folder of it is stale
         have = self.model_for(encoder.modality)
@@ -335,6 +346,8 @@ class ReferenceLibrary:
             for block in touched:  # blocks whose every record was replaced
                 if self.db.execute("SELECT 1 FROM refs WHERE seq_block = ? LIMIT 1", [block]).fetchone() is None:
                     self.db.execute("DELETE FROM seq_blocks WHERE id = ?", [block])
+            if meta:
+                self._set_meta(**meta)
         self._cache.clear()
         return len(rows)
 
