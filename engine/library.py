@@ -37,6 +37,7 @@ from engine.records import TAXONOMY_FIELDS, Taxonomy
 from engine.reference_columns import (
     EMBEDDING_DTYPE, INDEX_FORMAT, INDEX_MIN_REFERENCES, Columns, RecordIds, index_folder, read_columns, read_index, write_index,
 )
+from engine.ann_index import ANN_MIN_REFERENCES
 from engine.search import ExactIndex, VectorIndex
 from engine.sqlite_paths import connect, sqlite_kind, wrong_kind_message
 
@@ -142,6 +143,7 @@ class LoadedReferences:
     _sequences: PackedSequences | None = None
     _genus_prototypes: "GenusPrototypes | None" = None
     _kmer_index: "KmerIndex | None" = None
+    index_note: str = ""  # why a library large enough for an approximate index searches exactly
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -365,34 +367,76 @@ class ReferenceLibrary:
         return {"format": INDEX_FORMAT, "library_id": self.library_id, "generation": self.meta.get("generation", ""),
                 "modality": modality, "count": int(count), "max_id": int(max_id), "dim": int(model.get("dim", 0))}
 
-    def columns(self, modality: str, progress: ProgressCallback = None) -> Columns:
+    def _index_folder(self, modality: str) -> Path:
+        return index_folder(self.path, self.library_id) / modality
+
+    def columns(self, modality: str, progress: ProgressCallback = None, stamp: dict | None = None) -> Columns:
         """A modality's references as columns: read from the rows (a small library), or from its
-        index folder, (re)written first when missing or stale (``INDEX_MIN_REFERENCES`` or more)."""
-        stamp = self.index_stamp(modality)
+        index folder, (re)written first when missing or stale (``INDEX_MIN_REFERENCES`` or more).
+        ``stamp``: the library's ``index_stamp(modality)``, when the caller has it."""
+        stamp = stamp or self.index_stamp(modality)
         if stamp["count"] == 0:
             raise LibraryError(f"{self.path.name} has no {modality} references")
         dim = stamp["dim"] or len(self.db.execute("SELECT embedding FROM refs WHERE modality = ? LIMIT 1",
                                                   [modality]).fetchone()[0]) // np.dtype(EMBEDDING_DTYPE).itemsize
         if stamp["count"] < INDEX_MIN_REFERENCES:
             return read_columns(self.db.conn, modality, stamp["count"], dim, self.packs_sequences, progress=progress)
-        folder = index_folder(self.path, self.library_id) / modality
+        folder = self._index_folder(modality)
         columns = read_index(folder, stamp)
         if columns is None:
             columns = write_index(folder, stamp, self.db.conn, modality, dim, self.packs_sequences, progress)
         return columns
 
+    def _uses_ann(self, stamp: dict) -> bool:
+        # exact search up to ANN_MIN_REFERENCES (engine.ann_index: where it stops paying); the
+        # graph lives in the index folder, so never below INDEX_MIN_REFERENCES
+        return stamp["count"] >= max(ANN_MIN_REFERENCES, INDEX_MIN_REFERENCES)
+
+    def _search_index(self, modality: str, columns: Columns, stamp: dict) -> tuple[VectorIndex, str]:
+        """The approximate index when the library is large enough and its graph is fresh, else
+        exact search and why (a missing or stale graph never slows the open: it is built by
+        ``build_search_index``, which a build or --add of the library runs)."""
+        if not self._uses_ann(stamp):
+            return ExactIndex(columns.vectors), ""
+        from engine.ann_index import open_ann
+
+        try:
+            return open_ann(self._index_folder(modality), stamp, columns.vectors), ""
+        except LibraryError as exc:
+            return ExactIndex(columns.vectors), (f"{exc}: searching exactly (slower) until a build or "
+                                                 "--add of the library builds it again")
+
+    def build_search_index(self, modality: str = "dna", progress: ProgressCallback = None) -> bool:
+        """Build the modality's approximate index if the library is large enough for one and it
+        is missing or stale (a build or --add calls this once, at the end). True if built."""
+        stamp = self.index_stamp(modality)
+        if not self._uses_ann(stamp):
+            return False
+        from engine.ann_index import ann_state, build_ann
+
+        columns = self.columns(modality, progress, stamp)
+        folder = self._index_folder(modality)
+        if ann_state(folder, stamp) == "fresh":
+            return False
+        build_ann(folder, stamp, columns.vectors, progress)
+        self._cache.pop(modality, None)  # the next load opens the graph
+        return True
+
     def _load(self, modality: str) -> "LoadedReferences":
         if modality not in self._cache:
-            columns = self.columns(modality)
+            stamp = self.index_stamp(modality)
+            columns = self.columns(modality, stamp=stamp)
+            index, note = self._search_index(modality, columns, stamp)
             self._cache[modality] = LoadedReferences(
                 row_ids=columns.row_ids,
                 record_ids=RecordIds(self.db.conn, columns.row_ids, modality),
                 taxonomy=columns.taxonomy,
                 matrix=columns.vectors,
-                index=ExactIndex(columns.vectors),
+                index=index,
                 library=self,
                 modality=modality,
                 _columns=columns,
+                index_note=note,
             )
         return self._cache[modality]
 

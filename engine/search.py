@@ -2,14 +2,12 @@
 
 ``ExactIndex`` is exact: every query against every vector, as one small ONNX graph (matrix
 product + TopK, ``engine/models/exact_topk.onnx``) that ONNX Runtime runs multi-threaded, on
-the GPU when the encoders are. Fast for libraries that fit in memory (40k x 256 float32 is
-40 MB): at a million references (1 GB) it takes 3.3 ms a query on 2 cores (2,000 queries in
-6.6 s), the queries taken in chunks so their scores stay within SCORE_MATRIX_BYTES.
+the GPU when the encoders are; the queries are taken in chunks whose scores stay within
+SCORE_MATRIX_BYTES, and a float16 (memory-mapped) matrix a block of references at a time.
 
-An approximate index for many millions of records only has to offer the same ``search``
-(``VectorIndex``). knncolle's HNSW (installed with scranpy) was measured for it: 87 s to
-build over 100,000 vectors on 2 cores, and it cannot be saved with the library, so it would
-be rebuilt at every start; exact search stays the default until a library outgrows memory.
+Libraries of millions search an approximate index behind the same ``search``
+(``VectorIndex``): engine.ann_index's HNSW graph, saved with the library's index folder; its
+speed and recall against ExactIndex are in docs/benchmarks.md.
 """
 from __future__ import annotations
 

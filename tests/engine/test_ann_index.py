@@ -1,0 +1,198 @@
+"""The approximate index of large libraries: recall against exact search, saved and viewed
+again unchanged, never used when stale or damaged, and built by a library build."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("usearch", reason="the approximate index needs usearch")
+
+import engine.library  # noqa: E402
+from engine.ann_index import ANN_FILE, ANN_META, AnnIndex, build_ann, open_ann  # noqa: E402
+from engine.errors import LibraryError  # noqa: E402
+from engine.library import ReferenceLibrary  # noqa: E402
+from engine.search import ExactIndex  # noqa: E402
+from tests.engine.test_library_index import _records  # noqa: E402
+from tests.engine.test_library_storage import stand_in_encoder  # noqa: E402
+
+STAMP = {"format": "1", "library_id": "x", "generation": "g", "modality": "dna", "count": 3000, "max_id": 3000,
+         "dim": 32}
+
+
+def _clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Normalised float16 vectors in clusters of about ten, as embeddings of species are."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n // 10 + 1, dim))
+    v = centres[rng.integers(0, len(centres), n)] + 0.3 * rng.normal(size=(n, dim))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float16)
+
+
+def _queries(vectors: np.ndarray, n: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    q = vectors[rng.integers(0, len(vectors), n)].astype(np.float32) + 0.2 * rng.normal(size=(n, vectors.shape[1]))
+    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _recall(got: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / exact.shape[1] for a, b in zip(got.tolist(), exact.tolist())]))
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ann")
+    vectors = _clustered(3000, 32)
+    np.save(folder / "vectors.npy", vectors)
+    vectors = np.load(folder / "vectors.npy", mmap_mode="r")  # as a library's index folder holds them
+    seen = []
+    index = build_ann(folder, STAMP, vectors, progress=lambda done, total, msg: seen.append((done, total)))
+    assert seen[0] == (0, 3000) and seen[-1] == (3000, 3000)
+    return folder, vectors, index
+
+
+def test_recall_at_10_against_exact_search_and_exact_similarities(graph):
+    _, vectors, index = graph
+    q = _queries(np.asarray(vectors), 500)
+    exact_s, exact_i = ExactIndex(vectors).search(q, 10)
+    sims, pos = index.search(q, 10)
+    assert isinstance(index, AnnIndex) and len(index) == 3000
+    assert pos.shape == (500, 10) and pos.dtype == np.int64
+    assert _recall(pos, exact_i) >= 0.99
+    np.testing.assert_allclose(sims[:, 0], exact_s[:, 0], atol=1e-4)  # re-scored: the similarities exact search gives
+    assert (np.diff(sims, axis=1) <= 0).all()  # best first
+
+
+def test_a_saved_graph_viewed_again_gives_the_same_results(graph):
+    folder, vectors, index = graph
+    q = _queries(np.asarray(vectors), 100, seed=5)
+    again = open_ann(folder, STAMP, vectors)
+    for k in (1, 10, 200):
+        a, b = index.search(q, k), again.search(q, k)
+        np.testing.assert_array_equal(a[1], b[1])
+        np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_a_graph_of_another_state_or_a_damaged_one_is_refused_saying_why(graph, tmp_path):
+    folder, vectors, _ = graph
+    with pytest.raises(LibraryError, match="stale"):
+        open_ann(folder, {**STAMP, "generation": "h"}, vectors)
+    for name in (ANN_FILE, ANN_META, "vectors.npy"):
+        (tmp_path / name).write_bytes((folder / name).read_bytes())
+    data = (tmp_path / ANN_FILE).read_bytes()
+    (tmp_path / ANN_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(LibraryError, match=r"damaged.*bytes"):
+        open_ann(tmp_path, STAMP, vectors)
+    (tmp_path / ANN_FILE).write_bytes(b"\0" * len(data))  # the size written, but not a graph
+    with pytest.raises(LibraryError, match="damaged"):
+        open_ann(tmp_path, STAMP, vectors)
+    (tmp_path / ANN_META).write_text("{not json")
+    with pytest.raises(LibraryError, match="damaged"):
+        open_ann(tmp_path, STAMP, vectors)
+
+
+# ------------------------------------------------------------------ in a library
+@pytest.fixture
+def large(monkeypatch):
+    """Libraries of 100 references or more keep an index folder and search a graph."""
+    monkeypatch.setattr(engine.library, "INDEX_MIN_REFERENCES", 100)
+    monkeypatch.setattr(engine.library, "ANN_MIN_REFERENCES", 100)
+
+
+def _library(path, n=1500):
+    lib = ReferenceLibrary.create(path)
+    lib.add(_records(n), stand_in_encoder())
+    return lib
+
+
+def test_a_library_searches_its_graph_only_while_it_is_fresh(tmp_path, large):
+    path = tmp_path / "lib.db"
+    lib = _library(path)
+    refs = lib.references("dna")
+    assert isinstance(refs.index, ExactIndex) and "absent" in refs.index_note  # not built yet: exact
+    assert lib.build_search_index("dna") is True
+    assert lib.build_search_index("dna") is False  # fresh: not built again
+    lib.close()
+
+    lib = ReferenceLibrary.open(path)
+    refs = lib.references("dna")
+    assert isinstance(refs.index, AnnIndex) and refs.index_note == ""
+    q = np.asarray(refs.matrix[::7], dtype=np.float32)
+    exact_s, exact_i = ExactIndex(refs.matrix).search(q, 10)
+    assert _recall(refs.index.search(q, 10)[1], exact_i) >= 0.99
+    lib.close()
+
+    lib = ReferenceLibrary.open_writable(path)
+    lib.add(_records(20, prefix="S", seed=3), stand_in_encoder())  # a new state: the graph is stale
+    refs = lib.references("dna")
+    assert isinstance(refs.index, ExactIndex) and "absent" in refs.index_note  # the folder was rewritten
+    assert lib.build_search_index("dna") is True
+    refs = lib.references("dna")
+    assert isinstance(refs.index, AnnIndex) and len(refs.index) == 1520
+
+
+def test_a_stale_graph_is_not_used_and_is_rebuilt_by_the_build_path(tmp_path, large):
+    path = tmp_path / "lib.db"
+    lib = _library(path)
+    lib.build_search_index("dna")
+    folder = tmp_path / "lib.db.index" / "dna"
+    meta = json.loads((folder / ANN_META).read_text())
+    (folder / ANN_META).write_text(json.dumps({**meta, "stamp": {**meta["stamp"], "generation": "older"}}))
+    lib.close()
+    lib = ReferenceLibrary.open(path)
+    refs = lib.references("dna")
+    assert isinstance(refs.index, ExactIndex) and "stale" in refs.index_note
+    assert lib.build_search_index("dna") is True
+    assert isinstance(lib.references("dna").index, AnnIndex)
+
+
+def test_a_damaged_graph_falls_back_to_exact_search_saying_why(tmp_path, large):
+    path = tmp_path / "lib.db"
+    lib = _library(path)
+    lib.build_search_index("dna")
+    q = np.asarray(lib.references("dna").matrix[:30], dtype=np.float32)
+    lib.close()
+    graph_file = tmp_path / "lib.db.index" / "dna" / ANN_FILE
+    graph_file.write_bytes(graph_file.read_bytes()[:5000])
+    lib = ReferenceLibrary.open(path)
+    refs = lib.references("dna")
+    assert isinstance(refs.index, ExactIndex)
+    assert "damaged" in refs.index_note and str(graph_file.parent) in refs.index_note
+    exact = ExactIndex(refs.matrix).search(q, 10)
+    np.testing.assert_array_equal(refs.index.search(q, 10)[1], exact[1])
+
+
+def test_a_small_library_searches_exactly_without_a_graph(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine.library, "INDEX_MIN_REFERENCES", 100)
+    monkeypatch.setattr(engine.library, "ANN_MIN_REFERENCES", 2000)
+    lib = _library(tmp_path / "lib.db")
+    assert lib.build_search_index("dna") is False
+    refs = lib.references("dna")
+    assert isinstance(refs.index, ExactIndex) and refs.index_note == ""
+    assert not (tmp_path / "lib.db.index" / "dna" / ANN_FILE).exists()
+
+
+def test_a_built_library_searches_its_graph_and_calls_as_exact_search_does(tmp_path, tiny_dna_pack, synthetic_split,
+                                                                          monkeypatch, large):
+    from engine.build import build_library
+    from engine.identify import open_identifier
+    from engine.models.dna_encoder import DnaEncoder
+    from tests.synthetic import write_tsv
+
+    monkeypatch.setattr(engine.library, "INDEX_MIN_REFERENCES", 10)
+    monkeypatch.setattr(engine.library, "ANN_MIN_REFERENCES", 10)
+    library, known, novel = synthetic_split
+    write_tsv(tmp_path / "refs.tsv", library)
+    out = tmp_path / "lib.db"
+    lib, _ = build_library([tmp_path / "refs.tsv"], out, DnaEncoder.from_path(tiny_dna_pack))
+    lib.close()
+    assert (tmp_path / "lib.db.index" / "dna" / ANN_FILE).is_file()
+    queries = known + novel
+
+    approximate = open_identifier(out, tiny_dna_pack)
+    assert isinstance(approximate.refs.index, AnnIndex)
+    with_graph = [r.as_row() for r in approximate.identify(queries)]
+    monkeypatch.setattr(engine.library, "ANN_MIN_REFERENCES", 10**9)
+    exact = open_identifier(out, tiny_dna_pack)
+    assert isinstance(exact.refs.index, ExactIndex)
+    assert with_graph == [r.as_row() for r in exact.identify(queries)]
