@@ -321,7 +321,7 @@ def cmd_library_add_photos(args) -> int:
 
 
 def cmd_library_build(args) -> int:
-    from engine.build import build_library, check_library_output, library_output
+    from engine.build import BATCH, BuildInterrupted, build_library, check_library_output, library_output
     from engine.models.dna_encoder import DnaEncoder
     from engine.resources import default_model_path
 
@@ -340,17 +340,24 @@ def cmd_library_build(args) -> int:
     else:
         encoder = DnaEncoder.from_path(args.model or default_model_path("dna"), precision=args.precision,
                                        device=args.device)
-    lib, rep = build_library(args.barcodes, args.out, encoder, store_sequences=not args.no_sequences,
-                             add=args.add, name=args.name, progress=_progress(args),
-                             also=(lambda lib: _add_photo_references(lib, args)) if args.images else None)
-    print(f"{'extended' if args.add else 'built'} {lib.path}: {rep.added} records added, "
-          f"{len(rep.skipped)} skipped, {lib.count('dna')} DNA references in all", file=sys.stderr)
+    try:
+        lib, rep = build_library(args.barcodes, args.out, encoder, store_sequences=not args.no_sequences,
+                                 add=args.add, name=args.name, progress=_progress(args), restart=args.restart,
+                                 batch_size=BATCH if args.batch_size is None else args.batch_size,
+                                 also=(lambda lib: _add_photo_references(lib, args)) if args.images else None)
+    except BuildInterrupted as exc:
+        print(f"bioscan: {exc}", file=sys.stderr)
+        return 130
+    resumed = f" ({rep.resumed} of them committed by the interrupted run, not embedded again)" if rep.resumed else ""
+    print(f"{'extended' if args.add else 'built'} {lib.path}: {rep.added} records added{resumed}, "
+          f"{rep.n_skipped} skipped, {lib.count('dna')} DNA references in all", file=sys.stderr)
     for f, stats in rep.read:
         print(f"  {Path(f).name}: {stats.summary()}", file=sys.stderr)
     for rid, why in rep.skipped[:10]:
         print(f"  skipped {rid}: {why}", file=sys.stderr)
-    if len(rep.skipped) > 10:
-        print(f"  ... and {len(rep.skipped) - 10} more", file=sys.stderr)
+    if rep.n_skipped > 10:
+        print(f"  ... and {rep.n_skipped - 10} more; skipped by reason: "
+              + "; ".join(f"{n} {why}" for why, n in rep.skipped_by_reason.most_common(5)), file=sys.stderr)
     _warn_if_too_small(lib)
     return 0
 
@@ -629,6 +636,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "held-out benchmark photos) and calibrate the calls on its calibration photos")
     s.add_argument("--out", required=True, help="library file to create (or extend, with --add)")
     s.add_argument("--add", action="store_true", help="add records to an existing library")
+    s.add_argument("--restart", action="store_true",
+                   help="discard what an interrupted build of OUT committed (OUT.building) and start again; "
+                        "without it, the same command resumes an interrupted build")
+    s.add_argument("--batch-size", type=int, help="QC-passed records embedded and committed at a time (default "
+                                                  "4096; an interrupted build resumes after the last batch committed)")
     s.add_argument("--cluster", metavar="ADDRESS", help=CLUSTER_HELP)
     s.add_argument("--model", help="DNA model pack (default: the bundled one)")
     s.add_argument("--precision", choices=["int8", "fp32"], default="int8")

@@ -17,3 +17,13 @@ class Cancelled(Exception):
 def report(progress: ProgressCallback, done: int, total: int, message: str = "") -> None:
     if progress is not None:
         progress(done, total, message)
+
+
+def format_duration(seconds: float) -> str:
+    """A time left or taken, as a progress line says it: "45 s", "12 min 05 s", "3 h 07 min"."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
