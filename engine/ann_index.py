@@ -1,16 +1,16 @@
 """Approximate nearest-neighbour search for large libraries (issue 16).
 
-An HNSW graph (usearch) over a modality's embeddings, built once when a large library is built
-or extended and saved in its index folder (``<library>.index/<modality>/ann.usearch``, with
-``ann.json``: the folder's stamp and the graph's parameters). Opening it is a view of the file
-(memory-mapped, nothing read up front), so a library of millions opens as fast as a small one.
+An HNSW graph (faiss) over a modality's embeddings, built once when a large library is built
+or extended and saved in its index folder (``<library>.index/<modality>/ann.faiss``, with
+``ann.json``: the folder's stamp and the graph's parameters). Opening it reads the graph and
+memory-maps the embeddings it holds (float16), so a library of millions opens in a moment.
 A graph whose stamp is not the library's state is never used: the library then searches
 exactly (engine.search.ExactIndex) until the graph is rebuilt.
 
 The graph only proposes candidates: each query's best ``k * RESCORE_FACTOR`` by the graph are
 re-scored exactly against the library's float16 embeddings and the best ``k`` of them
 returned, so the similarities are those exact search gives and only the recall is approximate.
-Why usearch, and its settings: docs/benchmarks.md, "Approximate index: comparison".
+Why faiss, and its settings, is measured by benchmarks/ann_compare.py (recall, speed, memory, build time).
 """
 from __future__ import annotations
 
@@ -24,36 +24,35 @@ from engine.atomic import atomic_output
 from engine.errors import LibraryError
 from engine.progress import ProgressCallback, report
 
-# libraries of this many references or more search the graph; smaller ones exactly: below it
-# exact search of a batch costs about what the graph's build costs a build (docs/benchmarks.md,
-# "Approximate index: comparison")
-ANN_MIN_REFERENCES = 200_000
-ANN_FILE = "ann.usearch"
+# libraries of this many references or more search the graph, smaller ones exactly. At 100,000
+# exact search of 1,000 queries already takes ten times the graph's time, and building the graph
+# adds a small part to the library's build (benchmarks/ann_compare.py);
+# smaller libraries keep no index folder for it, and exact search is a small part of an identify
+ANN_MIN_REFERENCES = 100_000
+ANN_FILE = "ann.faiss"
 ANN_META = "ann.json"
 ANN_FORMAT = "1"
-# graph settings (docs/benchmarks.md, "Approximate index: comparison")
-SCALAR_KIND = "f16"  # as the library stores its embeddings
-CONNECTIVITY = 16
-EXPANSION_ADD = 128
-EXPANSION_SEARCH = 128  # the graph's search effort; raised to the candidates asked for
+# graph settings (benchmarks/ann_compare.py)
+FACTORY = "HNSW32,SQfp16"  # faiss.index_factory: 32 neighbours a node, vectors as float16 as the library keeps them
+EF_CONSTRUCTION = 80
+EF_SEARCH = 128  # the graph's search effort; raised to the candidates asked for
 RESCORE_FACTOR = 2  # candidates re-scored exactly per result asked for
 ADD_BATCH = 20_000  # vectors added between two progress reports
 RESCORE_BYTES = 64 * 2**20  # float32 candidate rows gathered at once for re-scoring
 
 
 def _meta(stamp: dict, count: int, size: int) -> dict:
-    import usearch
+    import faiss
 
-    return {"format": ANN_FORMAT, "stamp": stamp, "count": count, "bytes": size, "library": "usearch",
-            "version": usearch.__version__, "scalar_kind": SCALAR_KIND, "connectivity": CONNECTIVITY,
-            "expansion_add": EXPANSION_ADD}
+    return {"format": ANN_FORMAT, "stamp": stamp, "count": count, "bytes": size, "library": "faiss",
+            "version": faiss.__version__, "factory": FACTORY, "ef_construction": EF_CONSTRUCTION}
 
 
 class AnnIndex:
-    """engine.search.VectorIndex over a usearch graph, its candidates re-scored exactly against
+    """engine.search.VectorIndex over a faiss graph, its candidates re-scored exactly against
     ``vectors`` (position i of the graph is row i of ``vectors``)."""
 
-    def __init__(self, graph, vectors: np.ndarray, expansion: int = EXPANSION_SEARCH,
+    def __init__(self, graph, vectors: np.ndarray, expansion: int = EF_SEARCH,
                  rescore_factor: int = RESCORE_FACTOR):
         self.graph = graph
         self.vectors = vectors
@@ -70,11 +69,10 @@ class AnnIndex:
             return np.zeros((n, k), dtype=np.float32), np.zeros((n, k), dtype=np.int64)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         wanted = min(len(self), k * self.rescore_factor)
-        self.graph.expansion_search = max(self.expansion, wanted)
-        found = self.graph.search(queries, wanted, threads=0)  # 0: every core
-        candidates = np.asarray(found.keys, dtype=np.int64).reshape(n, wanted)
-        # slots past a query's count are padding; keys past the vectors would be a damaged graph's
-        missing = (np.arange(wanted)[None, :] >= np.asarray(found.counts).reshape(n, 1)) | (candidates >= len(self))
+        self.graph.hnsw.efSearch = max(self.expansion, wanted)
+        candidates = self.graph.search(queries, wanted)[1].astype(np.int64, copy=False)
+        # -1: fewer found than asked for; past the vectors: a damaged graph's
+        missing = (candidates < 0) | (candidates >= len(self))
         candidates[missing] = 0
         return self._rescored(queries, candidates, missing, k)
 
@@ -126,14 +124,14 @@ def open_ann(folder: Path, stamp: dict, vectors: np.ndarray) -> AnnIndex:
     state = ann_state(folder, stamp)
     if state != "fresh":
         raise LibraryError(f"the approximate index in {folder} is {state}")
-    from usearch.index import Index
+    import faiss
 
     graph_path = _paths(folder)[0]
-    try:
-        graph = Index.restore(str(graph_path), view=True)
+    try:  # the float16 codes memory-mapped, not read
+        graph = faiss.read_index(str(graph_path), faiss.IO_FLAG_MMAP_IFC)
     except (RuntimeError, ValueError, OSError) as exc:
-        raise LibraryError(f"the approximate index {graph_path} is damaged ({exc})") from exc
-    if graph is None or len(graph) != len(vectors) or graph.ndim != vectors.shape[1]:
+        raise LibraryError(f"the approximate index {graph_path} is damaged ({str(exc).splitlines()[0]})") from exc
+    if not hasattr(graph, "hnsw") or graph.ntotal != len(vectors) or graph.d != vectors.shape[1]:
         raise LibraryError(f"the approximate index {graph_path} is damaged (it does not hold the "
                            f"{len(vectors)} references of the library)")
     return AnnIndex(graph, vectors)
@@ -142,19 +140,21 @@ def open_ann(folder: Path, stamp: dict, vectors: np.ndarray) -> AnnIndex:
 def build_ann(folder: Path, stamp: dict, vectors: np.ndarray, progress: ProgressCallback = None) -> AnnIndex:
     """Build the graph over ``vectors`` (the folder's embeddings for ``stamp``), save it and its
     parameters whole or not at all, and return it opened from the file."""
-    from usearch.index import Index
+    import faiss
 
     n, dim = vectors.shape
-    graph = Index(ndim=dim, metric="ip", dtype=SCALAR_KIND, connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD)
+    graph = faiss.index_factory(dim, FACTORY, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = EF_CONSTRUCTION
+    if not graph.is_trained:  # a FACTORY that learns its coding from the data (float16 needs none)
+        graph.train(np.asarray(vectors[:ADD_BATCH], dtype=np.float32))
     report(progress, 0, n, "indexing references for fast search")
     for start in range(0, n, ADD_BATCH):
-        block = np.asarray(vectors[start: start + ADD_BATCH], dtype=np.float16)
-        graph.add(np.arange(start, start + len(block), dtype=np.uint64), block, threads=0)
-        report(progress, start + len(block), n, "indexing references for fast search")
+        graph.add(np.asarray(vectors[start: start + ADD_BATCH], dtype=np.float32))
+        report(progress, min(n, start + ADD_BATCH), n, "indexing references for fast search")
     graph_path, meta_path = _paths(folder)
     meta_path.unlink(missing_ok=True)  # first: a graph without its stamp is never used
     with atomic_output(graph_path) as tmp:
-        graph.save(str(tmp))
+        faiss.write_index(graph, str(tmp))
         size = os.path.getsize(tmp)
     del graph
     with atomic_output(meta_path) as tmp:

@@ -333,6 +333,7 @@ def build_library(
             calibrate_library(work.library, progress)
             if also is not None:
                 also(work.library)
+            work.library.build_search_index("dna", progress)  # once, on the final state (engine.ann_index)
         except BaseException as exc:
             work.close()
             said = _kept(exc, work, out)

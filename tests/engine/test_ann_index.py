@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("usearch", reason="the approximate index needs usearch")
+pytest.importorskip("faiss", reason="the approximate index needs faiss-cpu")
 
 import engine.library  # noqa: E402
 from engine.ann_index import ANN_FILE, ANN_META, AnnIndex, build_ann, open_ann  # noqa: E402
