@@ -25,6 +25,7 @@ _LAZY = {
     "ReferenceLibrary": "engine.library",
     "DnaIdentifier": "engine.identify", "Identification": "engine.identify", "open_identifier": "engine.identify",
     "learn_barcoded_photos": "engine.identify_image", "BarcodedPhotos": "engine.identify_image",
+    **dict.fromkeys(("rematch_photos", "RematchReport", "photos_to_rematch"), "engine.project.rematch"),
     "photo_call_sentence": "engine.photo_labels", "BARCODED_MIN_CONFIDENCE": "engine.photo_labels",
     "map_project_species": "engine.cluster.project",
     "write_project_csv": "engine.export.project_csv", "write_dwca": "engine.export.dwc",

@@ -249,6 +249,26 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_rematch(args) -> int:
+    """`rematch`: a project's photos matched again against a library (after `library add-photos`)."""
+    from engine.project import ImportSettings
+    from engine.project.rematch import rematch_photos
+
+    settings = ImportSettings(library=args.library, image_model=args.image_model or "", device=args.device,
+                              min_confidence=args.min_confidence)
+    try:
+        rep = rematch_photos(args.project, settings, scope="all-photos" if args.all_photos else "photo-only",
+                             progress=_progress(args))
+    except KeyboardInterrupt:
+        print(f"bioscan: re-match interrupted; the photos re-matched so far are kept in {args.project}",
+              file=sys.stderr)
+        return 130
+    for key, why in rep.errors[:10]:
+        print(f"  error {key}: {why}", file=sys.stderr)
+    print(f"{args.project} (run {rep.run_id}): {rep.summary()}", file=sys.stderr)
+    return 0
+
+
 def cmd_export(args) -> int:
     from engine.project import open_project
 
@@ -612,6 +632,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=256, help="barcode records per committed batch (256)")
     common(s)
     s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("rematch", help="match a project's photos again against a library (after library add-photos)")
+    s.add_argument("--project", required=True, help="project database (.db)")
+    s.add_argument("--library", required=True, help="library to match against (its photo references)")
+    s.add_argument("--all-photos", action="store_true",
+                   help="every photo (default: those of specimens without a usable barcode call)")
+    s.add_argument("--image-model", help="image model pack (default: the bundled one)")
+    s.add_argument("--min-confidence", type=float, default=0.5, help="leave a rank empty below this (0.5)")
+    common(s)
+    s.set_defaults(func=cmd_rematch)
 
     s = sub.add_parser("export", help="export a project's specimens as CSV or a Darwin Core Archive")
     s.add_argument("--project", required=True)
