@@ -115,16 +115,23 @@ class ModalDriver:
         from PySide6.QtWidgets import QApplication
 
         deadline = time.monotonic() + timeout_ms / 1000
+        shown: dict[int, float] = {}  # dialog -> when it was first seen not active
         timer = QTimer()
         timer.setInterval(20)
 
         def poll() -> None:
             dialog = QApplication.activeModalWidget()
             ready = dialog is not None and dialog.isVisible() and QApplication.activeWindow() is dialog
+            if dialog is not None and dialog.isVisible() and not ready and time.monotonic() > shown.setdefault(
+                    id(dialog), time.monotonic()) + 1.0:
+                dialog.activateWindow()  # open a second, and still not the active window: make it so
             if not ready:  # not open yet, or not yet the window the keys go to
                 if time.monotonic() > deadline:
                     timer.stop()
-                    self.errors.append(TimeoutError("no dialog opened"))
+                    self.errors.append(TimeoutError("no dialog opened" if dialog is None else
+                                                    f"{dialog.windowTitle()!r} opened but never became active"))
+                    if dialog is not None:  # fail, not hang
+                        dialog.reject()
                 return
             timer.stop()
             self.seen.append((type(dialog).__name__, dialog.windowTitle()))
