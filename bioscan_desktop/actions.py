@@ -72,6 +72,10 @@ ACTIONS = (
     ActionSpec("learn_photos", "&Learn photos from barcoded specimens…", "choose_learn_photos",
                tip="Add the photos of specimens whose barcode was identified to your library as photo references",
                enabled_when="learnable"),
+    ActionSpec("rematch_photos", "&Re-match photos against the library…", "choose_rematch_photos",
+               tip="Match the photos of specimens without a barcode call again against the reference library "
+                   "(after Learn photos added the lab's own photo references to it)",
+               enabled_when="rematchable"),
     ActionSpec("settings", "&Settings…", "open_settings", shortcut="Ctrl+,", short="Settings"),
     ActionSpec("shortcuts", "&Keyboard shortcuts", "show_shortcuts", shortcut="F1"),
     ActionSpec("about", "&About BIOSCAN Desktop", "show_about"),
@@ -84,7 +88,7 @@ MENUS = (
                "export_csv", "export_dwca", "export_report", "-", "close_project", "quit")),
     ("&View", ("show_table", "show_map", "-", "search", "clear_filters", "columns", "refresh", "-", "@docks")),
     ("&Review", ("accept", "override", "note", "-", "next_to_review", "copy_key", "filter_taxon")),
-    ("&Tools", ("compute_map", "learn_photos", "settings")),
+    ("&Tools", ("compute_map", "learn_photos", "rematch_photos", "settings")),
     ("&Help", ("shortcuts", "about")),
 )
 TOOLBAR = ("import", "open_project", "export_csv", "-", "accept", "override", "note", "-", "compute_map", "settings")

@@ -46,7 +46,10 @@ def describe_setup(settings: Settings) -> SetupInfo:
         lib = ReferenceLibrary.open(lib_path)
         meta = lib.meta
         info.library_id = meta.get("library_id", "")
-        info.library = f"{meta.get('name', lib_path.stem)} ({lib.count('dna'):,} barcodes)"
+        # a library the user chose is named by its file: a copy made by Learn photos keeps its base's name
+        name = lib_path.name if settings.library_path else meta.get("name", lib_path.stem)
+        photos = lib.count("image")
+        info.library = f"{name} ({lib.count('dna'):,} barcodes" + (f", {photos:,} photos" if photos else "") + ")"
         built = lib.model_for("dna") or {}
         precision = built.get("precision", precision)
     except BioscanError as exc:
@@ -82,8 +85,10 @@ def run_import(folders: Sequence[str], project_path: str, settings: Settings, pr
 
 
 def resumable_run(project) -> dict[str, Any] | None:
-    """The newest import run if it stopped before finishing (cancelled, interrupted, failed)."""
-    runs = project.import_runs()
+    """The newest import of folders if it stopped before finishing (cancelled, interrupted, failed).
+
+    Runs of another operation (a re-match of photos) are passed over: they import no folders."""
+    runs = [r for r in project.import_runs() if not r["settings"].get("operation")]
     if runs and runs[0]["status"] in ("cancelled", "interrupted", "failed") and runs[0]["inputs"]:
         return runs[0]
     return None
@@ -99,6 +104,24 @@ def learn_photos(project_path: str, library_path: str, settings: Settings, min_c
     return learn_barcoded_photos(project_path, library_path, base_library=settings.library_path or None,
                                  image_model=settings.image_model_path or None, min_confidence=min_confidence,
                                  device=settings.device, progress=progress)
+
+
+def rematch_photos(project_path: str, settings: Settings, all_photos: bool = False,
+                   progress: ProgressCallback = None):
+    """engine.rematch_photos (as `bioscan rematch`) against the library, image model and device of the
+    user's settings; ``all_photos`` re-matches every photo, not only those without a barcode call.
+    Returns RematchReport."""
+    from engine import rematch_photos as rematch
+
+    return rematch(project_path, import_settings(settings), scope="all-photos" if all_photos else "photo-only",
+                   progress=progress)
+
+
+def photos_to_rematch(project) -> tuple[int, int]:
+    """(photos without a barcode call, all photos) that a re-match would match again."""
+    from engine import photos_to_rematch as count
+
+    return count(project, "photo-only"), count(project, "all-photos")
 
 
 # ------------------------------------------------------------------------------ photos

@@ -9,12 +9,13 @@ import base64
 import binascii
 import html
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
-    QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressDialog, QTabWidget,
+    QCheckBox, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressDialog, QTabWidget,
     QToolBar,
 )
 
@@ -46,6 +47,7 @@ class MainWindow(QMainWindow):
     treeLoaded = Signal()
     exportFinished = Signal(str)
     photosLearned = Signal(object)  # BarcodedPhotos, or None when it failed or was cancelled
+    photosRematched = Signal(object)  # RematchReport, or None when it failed or was cancelled
     reviewSaved = Signal(int, str)  # specimen id, action
 
     def __init__(self, settings: Settings | None = None):
@@ -59,6 +61,9 @@ class MainWindow(QMainWindow):
         self.learn_task: workers.Task | None = None
         self.learn_progress: QProgressDialog | None = None
         self.last_learn_message = ""
+        self.rematch_task: workers.Task | None = None
+        self.rematch_progress: QProgressDialog | None = None
+        self.last_rematch_message = ""
         self.last_report = None
         self.last_import_message = ""
         self.quiet_errors = False  # True: errors go to the status bar and the log only (tests, scripted runs)
@@ -192,10 +197,12 @@ class MainWindow(QMainWindow):
         has_project = self.project is not None
         importing = self.import_task is not None
         detail = self.detail_view.detail
+        idle = not importing and self.rematch_task is None  # both write the project under its import lock
         return {
-            "always": True, "idle": not importing, "importing": importing, "project": has_project,
-            "project_idle": has_project and not importing,
-            "learnable": has_project and not importing and self.learn_task is None,
+            "always": True, "idle": idle, "importing": importing, "project": has_project,
+            "project_idle": has_project and idle,
+            "learnable": has_project and idle and self.learn_task is None,
+            "rematchable": has_project and idle and self.learn_task is None,
             "resumable": has_project and not importing and self._resumable() is not None,
             "specimen": detail is not None,
             "acceptable": detail is not None and detail.specimen["status"] in presenters.REVIEWABLE_STATUSES,
@@ -210,7 +217,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------------ projects
     def open_project(self, path: str | Path, create: bool = False) -> bool:
         """Open exactly ``path`` (``create``: make it if absent). Selections and filters start afresh."""
-        if self.import_task is not None:
+        if self.import_task is not None or self.rematch_task is not None:
             self._error("Cannot open another project", "An import is running; cancel it or wait until it ends.")
             return False
         try:
@@ -302,7 +309,7 @@ class MainWindow(QMainWindow):
             self.start_import([folder])
 
     def start_import(self, folders: list[str]) -> bool:
-        if self.import_task is not None or not folders:
+        if self.import_task is not None or self.rematch_task is not None or not folders:
             return False
         if self.project is None:
             path = self._auto_project_path(folders[0])
@@ -371,7 +378,9 @@ class MainWindow(QMainWindow):
                          + (f": {run['message']}" if run.get("message") else "") + ". Resume continues where it stopped.")
         if not message and self.project is not None:
             runs = self.project.import_runs()
-            message = (f"Last import {runs[0]['started_at']}: {runs[0]['status']}." if runs
+            operation = runs[0]["settings"].get("operation") if runs else None
+            message = (f"Last {f'run ({operation})' if operation else 'import'} {runs[0]['started_at']}: "
+                       f"{runs[0]['status']}." if runs
                        else "Drop a folder on the window, or click Import folder, to add specimens.")
         self.import_panel.set_idle(message or "No import running.", resumable)
 
@@ -702,31 +711,42 @@ class MainWindow(QMainWindow):
     def learn_photos(self, library: str, min_confidence: float) -> None:
         """engine.learn_barcoded_photos in the background, with a progress dialog whose Cancel stops
         it (the library is then left as it was)."""
-        task = workers.Task(jobs.learn_photos, self.project_path, library, self.settings, min_confidence)
-        progress = QProgressDialog("Learning photos from barcoded specimens…", "Cancel", 0, 0, self)
-        progress.setWindowTitle("Learn photos from barcoded specimens")
+        self.learn_task = workers.Task(jobs.learn_photos, self.project_path, library, self.settings, min_confidence)
+        self._update_actions()
+        self.learn_progress = self._run_with_progress(
+            self.learn_task, "Learn photos from barcoded specimens", "Learning photos from barcoded specimens…",
+            self._photos_learned, self._learn_stopped, "Learning photos failed",
+            "Learning photos cancelled: the library was not changed")
+
+    def _run_with_progress(self, task: workers.Task, title: str, label: str, finished, stopped, failed: str,
+                           cancelled: str) -> QProgressDialog:
+        """Start a background job under a window-modal progress dialog whose Cancel cancels it;
+        ``finished(task, result)`` or ``stopped(task, message, error)`` is called when it ends."""
+        progress = QProgressDialog(label, "Cancel", 0, 0, self)
+        progress.setWindowTitle(title)
         progress.setWindowModality(Qt.WindowModality.WindowModal)
         progress.setMinimumDuration(0)
         progress.setAutoClose(False)
         progress.setAutoReset(False)
         progress.canceled.connect(task.cancel)
-        task.signals.progress.connect(lambda done, total, message: self._learn_progress(done, total, message))
-        task.signals.finished.connect(lambda result, task=task: self._photos_learned(task, result))
-        task.signals.failed.connect(
-            lambda msg, task=task: self._learn_stopped(task, f"Learning photos failed: {msg}", error=True))
-        task.signals.cancelled.connect(lambda task=task: self._learn_stopped(
-            task, "Learning photos cancelled: the library was not changed"))
-        self.learn_task, self.learn_progress = task, progress
-        self._update_actions()
+        task.signals.progress.connect(lambda done, total, message: self._show_job_progress(progress, done, total,
+                                                                                           message))
+        task.signals.finished.connect(lambda result: finished(task, result))
+        task.signals.failed.connect(lambda msg: stopped(task, f"{failed}: {msg}", True))
+        task.signals.cancelled.connect(lambda: stopped(task, cancelled))
         progress.show()
-        self.statusBar().showMessage("Learning photos from barcoded specimens…")
+        self.statusBar().showMessage(label)
         workers.start(task, "heavy")
+        return progress
 
-    def _learn_progress(self, done: int, total: int, message: str) -> None:
-        if self.learn_progress is not None and not self.learn_progress.wasCanceled():
-            self.learn_progress.setMaximum(max(total, 0))
-            self.learn_progress.setValue(min(done, total))
-            self.learn_progress.setLabelText(message[:1].upper() + message[1:] + "…")
+    @staticmethod
+    def _show_job_progress(progress: QProgressDialog, done: int, total: int, message: str) -> None:
+        from shiboken6 import isValid
+
+        if isValid(progress) and progress.isVisible() and not progress.wasCanceled():
+            progress.setMaximum(max(total, 0))
+            progress.setValue(min(done, total))
+            progress.setLabelText(message[:1].upper() + message[1:] + "…")
 
     def _end_learning(self, task: workers.Task) -> bool:
         if task is not self.learn_task:
@@ -745,13 +765,34 @@ class MainWindow(QMainWindow):
         message = f"{result.summary()} ({Path(result.library).name})"
         self.last_learn_message = message
         self.statusBar().showMessage(message, 30000)
-        if not self.quiet_errors:
-            skipped = "".join(f"<br>{html.escape(rid)}: {html.escape(why)}" for rid, why in result.skipped[:5])
-            use = ("" if self.settings.library_path == result.library else
-                   "<br><br>Choose it in Settings, Reference library, to match photo-only specimens against it.")
-            QMessageBox.information(self, "Learn photos from barcoded specimens",
-                                    f"{html.escape(message)}" + (f"<br><br>Skipped:{skipped}" if skipped else "") + use)
         self.photosLearned.emit(result)
+        if not self.quiet_errors:
+            # after this slot returns: the progress dialog is gone and the box is the active window
+            QTimer.singleShot(0, lambda: self.offer_rematch(result, message))
+
+    def offer_rematch(self, result, message: str) -> None:
+        """What learning did, and the next step: re-match the photos against the library (using it
+        from now on if it is not the library in use)."""
+        skipped = "".join(f"<br>{html.escape(rid)}: {html.escape(why)}" for rid, why in result.skipped[:5])
+        in_use = Path(self.settings.library_path).resolve() == Path(result.library).resolve() \
+            if self.settings.library_path else False
+        box = QMessageBox(QMessageBox.Icon.Information, "Learn photos from barcoded specimens",
+                          html.escape(message) + (f"<br><br>Skipped:{skipped}" if skipped else ""),
+                          QMessageBox.StandardButton.Close, self)
+        if in_use:
+            box.setInformativeText("Re-match the photos of specimens without a barcode call against it now?")
+            rematch = box.addButton("Re-match photos", QMessageBox.ButtonRole.AcceptRole)
+        else:
+            box.setInformativeText("Use it as the reference library from now on (Settings, Reference library) "
+                                   "and re-match the photos of specimens without a barcode call against it?")
+            rematch = box.addButton("Use it and re-match photos", QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(rematch)
+        box.exec()
+        if box.clickedButton() is not rematch or self.project is None:
+            return
+        if not in_use:
+            self.apply_settings(replace(self.settings, library_path=result.library))
+        self.rematch_photos(all_photos=False)
 
     def _learn_stopped(self, task: workers.Task, message: str, error: bool = False) -> None:
         if not self._end_learning(task):
@@ -762,6 +803,78 @@ class MainWindow(QMainWindow):
         else:
             self.statusBar().showMessage(message, 15000)
         self.photosLearned.emit(None)
+
+    # ------------------------------------------------------------------------------------ re-match photos
+    def choose_rematch_photos(self) -> None:
+        """Say how many photos would be matched again, and against which library; then do it."""
+        if self.project is None or self.rematch_task is not None:
+            return
+        photo_only, every = jobs.photos_to_rematch(self.project)
+        library = Path(self.settings.library_path).name if self.settings.library_path else "the bundled library"
+        if not every:
+            self._error("Re-match photos", "This project has no photos that were read at import.")
+            return
+        box = QMessageBox(QMessageBox.Icon.Question, "Re-match photos against the library",
+                          f"Match photos again against {html.escape(library)}, with the image model in Settings.",
+                          QMessageBox.StandardButton.Cancel, self)
+        box.setInformativeText(f"{photo_only:,} of the {every:,} photos belong to specimens without a barcode "
+                               "call. Reviews are kept; a reviewed specimen whose call changes is marked for "
+                               "review again.")
+        everything = QCheckBox(f"All {every:,} photos, also of specimens with a barcode call")
+        everything.setChecked(not photo_only)
+        box.setCheckBox(everything)
+        start = box.addButton("Re-match", QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(start)
+        box.exec()
+        if box.clickedButton() is start:
+            self.rematch_photos(all_photos=everything.isChecked())
+
+    def rematch_photos(self, all_photos: bool = False) -> None:
+        """engine.rematch_photos in the background against the library in Settings, with a progress
+        dialog whose Cancel stops it after the current batch (the batches done are kept)."""
+        if self.project is None or self.rematch_task is not None or self.import_task is not None:
+            return
+        self.rematch_task = workers.Task(jobs.rematch_photos, self.project_path, self.settings, all_photos)
+        self._update_actions()
+        self.rematch_progress = self._run_with_progress(
+            self.rematch_task, "Re-match photos", "Re-matching photos…", self._photos_rematched,
+            self._rematch_stopped, "Re-matching photos failed",
+            "Re-matching photos cancelled: the photos re-matched so far are kept")
+
+    def _end_rematch(self, task: workers.Task) -> bool:
+        if task is not self.rematch_task:
+            return False
+        self.rematch_task = None
+        if self.rematch_progress is not None:
+            self.rematch_progress.close()
+            self.rematch_progress.deleteLater()
+            self.rematch_progress = None
+        self.refresh_all()  # calls and statuses changed, and the tree's counts
+        self._show_import_state()
+        self._update_actions()
+        return True
+
+    def _photos_rematched(self, task: workers.Task, result) -> None:
+        if not self._end_rematch(task):
+            return
+        message = result.summary()
+        self.last_rematch_message = message
+        self.statusBar().showMessage(message, 30000)
+        self.photosRematched.emit(result)
+        if result.errors and not self.quiet_errors:
+            errors = "".join(f"<br>{html.escape(k)}: {html.escape(why)}" for k, why in result.errors[:5])
+            QTimer.singleShot(0, lambda: QMessageBox.information(self, "Re-match photos",
+                                                                 f"{html.escape(message)}<br><br>Errors:{errors}"))
+
+    def _rematch_stopped(self, task: workers.Task, message: str, error: bool = False) -> None:
+        if not self._end_rematch(task):
+            return
+        self.last_rematch_message = message
+        if error:
+            self._error("Re-match photos", message)
+        else:
+            self.statusBar().showMessage(message, 15000)
+        self.photosRematched.emit(None)
 
     # ------------------------------------------------------------------------------------ export
     EXPORTS = {  # kind: (dialog title, file filter, default suffix, job)

@@ -153,6 +153,8 @@ class SpecimenDetailView(QWidget):
         return None if self.detail is None else self.detail.specimen["id"]
 
     def show_detail(self, detail: SpecimenDetail) -> None:
+        """Show a specimen; the same specimen shown again (a refresh) keeps the photo it shows."""
+        same_specimen = self.specimen_id == detail.specimen["id"]
         self.detail = detail
         s = detail.specimen
         self.title.setText(s["specimen_key"])
@@ -182,7 +184,7 @@ class SpecimenDetailView(QWidget):
             self.photo.placeholder("No photo of this specimen")
             if self.tabs.currentWidget() is self.photo and s["n_barcodes"]:
                 self.tabs.setCurrentWidget(self.sequence)
-        else:
+        elif not (same_specimen and self.photo.has_photo):
             self.photo.placeholder("Loading photo…")
 
     def show_photo(self, specimen_id: int, pixmap: QPixmap | None) -> None:

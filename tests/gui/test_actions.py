@@ -110,6 +110,7 @@ def test_every_action_has_a_behaviour_test():
     import tests.gui.test_projects  # noqa: F401 - their @covers register here too
     import tests.gui.test_review  # noqa: F401
     import tests.gui.test_learn_photos  # noqa: F401
+    import tests.gui.test_rematch  # noqa: F401
 
     assert COVERED == {a.id for a in ACTIONS}, sorted({a.id for a in ACTIONS} ^ COVERED)
 
