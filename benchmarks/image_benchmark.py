@@ -267,7 +267,7 @@ def main() -> int:
         lines += metric_table(lrows)
 
     # 4. learning from this sample
-    lep_train = split_photos(read_photo_labels(data / "lepidoptera_100"))[0]
+    lep_train = _unique(split_photos(read_photo_labels(data / "lepidoptera_100"))[0])
     barcoded = lep_train[::2][: args.limit or None]
     sample = Path(tmp.name) / "lab.db"
     shutil.copy(dna_path, sample)

@@ -35,7 +35,7 @@ ANN_FORMAT = "1"
 # graph settings (benchmarks/ann_compare.py)
 FACTORY = "HNSW32,SQfp16"  # faiss.index_factory: 32 neighbours a node, vectors as float16 as the library keeps them
 EF_CONSTRUCTION = 80
-EF_SEARCH = 128  # the graph's search effort; raised to the candidates asked for
+EF_SEARCH = 256  # the graph's search effort; raised to the candidates asked for
 RESCORE_FACTOR = 2  # candidates re-scored exactly per result asked for
 ADD_BATCH = 20_000  # vectors added between two progress reports
 RESCORE_BYTES = 64 * 2**20  # float32 candidate rows gathered at once for re-scoring

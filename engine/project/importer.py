@@ -76,7 +76,8 @@ class ImportReport:
     def summary(self) -> str:
         c = self.counts
         return (f"{sum(c.values())} specimens: {c.get('ok', 0)} ok, {c.get('novel', 0)} novel, "
-                f"{c.get('error', 0)} error, {c.get('pending', 0)} pending (photos awaiting an image model); "
+                f"{c.get('error', 0)} error, {c.get('pending', 0)} pending"
+                + (" (photos awaiting an image model)" if c.get("pending") else "") + "; "
                 f"{self.files_processed} files processed, {self.files_unchanged} unchanged, "
                 f"{self.files_ignored} ignored"
                 + (f", {self.files_duplicate} already imported from another path" if self.files_duplicate else "")
