@@ -15,8 +15,8 @@ from pathlib import Path
 from PySide6.QtCore import QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
-    QCheckBox, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressDialog, QTabWidget,
-    QToolBar,
+    QCheckBox, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressDialog,
+    QTabWidget, QToolBar,
 )
 
 from engine.errors import BioscanError
@@ -218,7 +218,8 @@ class MainWindow(QMainWindow):
     def open_project(self, path: str | Path, create: bool = False) -> bool:
         """Open exactly ``path`` (``create``: make it if absent). Selections and filters start afresh."""
         if self.import_task is not None or self.rematch_task is not None:
-            self._error("Cannot open another project", "An import is running; cancel it or wait until it ends.")
+            self._error("Cannot open another project", "An import or a re-match of photos is running; cancel it "
+                        "or wait until it ends.")
             return False
         try:
             project = open_project(path, create=create)
@@ -774,8 +775,8 @@ class MainWindow(QMainWindow):
         """What learning did, and the next step: re-match the photos against the library (using it
         from now on if it is not the library in use)."""
         skipped = "".join(f"<br>{html.escape(rid)}: {html.escape(why)}" for rid, why in result.skipped[:5])
-        in_use = Path(self.settings.library_path).resolve() == Path(result.library).resolve() \
-            if self.settings.library_path else False
+        in_use = bool(self.settings.library_path) and (
+            Path(self.settings.library_path).resolve() == Path(result.library).resolve())
         box = QMessageBox(QMessageBox.Icon.Information, "Learn photos from barcoded specimens",
                           html.escape(message) + (f"<br><br>Skipped:{skipped}" if skipped else ""),
                           QMessageBox.StandardButton.Close, self)

@@ -75,9 +75,9 @@ class ImportReport:
 
     def summary(self) -> str:
         c = self.counts
+        pending = f"{c.get('pending', 0)} pending" + (" (photos awaiting an image model)" if c.get("pending") else "")
         return (f"{sum(c.values())} specimens: {c.get('ok', 0)} ok, {c.get('novel', 0)} novel, "
-                f"{c.get('error', 0)} error, {c.get('pending', 0)} pending"
-                + (" (photos awaiting an image model)" if c.get("pending") else "") + "; "
+                f"{c.get('error', 0)} error, {pending}; "
                 f"{self.files_processed} files processed, {self.files_unchanged} unchanged, "
                 f"{self.files_ignored} ignored"
                 + (f", {self.files_duplicate} already imported from another path" if self.files_duplicate else "")
