@@ -37,7 +37,7 @@ from engine.records import TAXONOMY_FIELDS, Taxonomy
 from engine.reference_columns import (
     EMBEDDING_DTYPE, INDEX_FORMAT, INDEX_MIN_REFERENCES, Columns, RecordIds, index_folder, read_columns, read_index, write_index,
 )
-from engine.ann_index import ANN_MIN_REFERENCES
+from engine.ann_index import ANN_FILE, ANN_MIN_REFERENCES
 from engine.search import ExactIndex, VectorIndex
 from engine.sqlite_paths import connect, sqlite_kind, wrong_kind_message
 
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = ("1", "2")  # 1: sequences as plain text in refs.sequence
 SEQUENCE_BLOCK = 64  # sequences compressed together (see the module doc)
+# a large library's files read ahead at open, in the order a search first needs them
+READ_AHEAD_FILES = (ANN_FILE, "vectors.npy", "taxonomy.npy", "seq_block.npy", "seq_index.npy", "row_ids.npy")
 
 
 @dataclass
@@ -313,7 +315,9 @@ class ReferenceLibrary:
         sequences are packed into new blocks (sorted by taxonomy: similar barcodes compress together).
         ``meta`` values are stored in the same transaction (a build's record of what it committed)."""
         self._upgrade()
-        self._set_meta(generation=str(uuid.uuid4()))  # a new state: any index folder of it is stale
+        totals = self._totals(encoder.modality)  # before this state's generation replaces the one they are of
+        generation = str(uuid.uuid4())
+        self._set_meta(generation=generation)  # a new state: any index folder of it is stale
         have = self.model_for(encoder.modality)
         if have is None:
             self._set_meta(**{f"model.{encoder.modality}": json.dumps(model_identity(encoder))})
@@ -331,8 +335,10 @@ class ReferenceLibrary:
             for row in rows:
                 old = self.db.execute("DELETE FROM refs WHERE modality = ? AND record_id = ? RETURNING seq_block",
                                       [row["modality"], row["record_id"]]).fetchone()
-                if old is not None and old[0] is not None:
-                    touched.add(int(old[0]))
+                if old is not None:
+                    totals["count"] -= 1
+                    if old[0] is not None:
+                        touched.add(int(old[0]))
             with_sequence = sorted((n for n, r in enumerate(records) if r.sequence is not None),
                                    key=lambda n: (*records[n].taxonomy.as_dict().values(), records[n].sequence))
             for start in range(0, len(with_sequence), SEQUENCE_BLOCK):
@@ -348,8 +354,10 @@ class ReferenceLibrary:
             for block in touched:  # blocks whose every record was replaced
                 if self.db.execute("SELECT 1 FROM refs WHERE seq_block = ? LIMIT 1", [block]).fetchone() is None:
                     self.db.execute("DELETE FROM seq_blocks WHERE id = ?", [block])
-            if meta:
-                self._set_meta(**meta)
+            # the rows just inserted are the table's last: its largest rowid is this modality's
+            totals.update(count=totals["count"] + len(rows), generation=generation,
+                          max_id=int(self.db.execute("SELECT coalesce(max(id), 0) FROM refs").fetchone()[0]))
+            self._set_meta(**{f"totals.{encoder.modality}": json.dumps(totals)}, **(meta or {}))
         self._cache.clear()
         return len(rows)
 
@@ -359,13 +367,26 @@ class ReferenceLibrary:
             return self.db["refs"].count
         return self.db.execute("SELECT count(*) FROM refs WHERE modality = ?", [modality]).fetchone()[0]
 
-    def index_stamp(self, modality: str) -> dict:
-        """What identifies this state of a modality's references (engine.reference_columns)."""
+    def _totals(self, modality: str) -> dict:
+        """{count, max_id} of a modality's references: as ``add`` stored them for the library's
+        present generation (a counting query reads the whole table, seconds at millions from a
+        cold disk), else counted."""
+        meta = self.meta
+        try:
+            stored = json.loads(meta.get(f"totals.{modality}", ""))
+            if stored["generation"] == meta.get("generation"):
+                return {"count": int(stored["count"]), "max_id": int(stored["max_id"])}
+        except (ValueError, KeyError, TypeError):
+            pass  # absent (a library from before they were stored), or written by another state
         count, max_id = self.db.execute("SELECT count(*), coalesce(max(id), 0) FROM refs WHERE modality = ?",
                                         [modality]).fetchone()
+        return {"count": int(count), "max_id": int(max_id)}
+
+    def index_stamp(self, modality: str) -> dict:
+        """What identifies this state of a modality's references (engine.reference_columns)."""
         model = self.model_for(modality) or {}
         return {"format": INDEX_FORMAT, "library_id": self.library_id, "generation": self.meta.get("generation", ""),
-                "modality": modality, "count": int(count), "max_id": int(max_id), "dim": int(model.get("dim", 0))}
+                "modality": modality, **self._totals(modality), "dim": int(model.get("dim", 0))}
 
     def _index_folder(self, modality: str) -> Path:
         return index_folder(self.path, self.library_id) / modality
@@ -425,6 +446,11 @@ class ReferenceLibrary:
     def _load(self, modality: str) -> "LoadedReferences":
         if modality not in self._cache:
             stamp = self.index_stamp(modality)
+            if stamp["count"] >= INDEX_MIN_REFERENCES:  # memory-mapped files: read ahead in order, from now
+                from engine.readahead import read_ahead
+
+                folder = self._index_folder(modality)
+                read_ahead([folder / name for name in READ_AHEAD_FILES] + [self.path])
             columns = self.columns(modality, stamp=stamp)
             index, note = self._search_index(modality, columns, stamp)
             self._cache[modality] = LoadedReferences(

@@ -91,6 +91,8 @@ def _content(path: Path) -> tuple:
                               "embedding, seq_block, seq_index FROM refs ORDER BY id").fetchall()
         blocks = lib.db.execute("SELECT id, data FROM seq_blocks ORDER BY id").fetchall()
         meta = {k: v for k, v in lib.meta.items() if k not in ("library_id", "created", "generation")}
+        for key in [k for k in meta if k.startswith("totals.")]:  # of the generation: new every build
+            meta[key] = {k: v for k, v in json.loads(meta[key]).items() if k != "generation"}
     finally:
         lib.close()
     return refs, blocks, meta

@@ -140,3 +140,50 @@ def test_the_index_a_build_makes_for_its_temp_file_follows_the_library_into_plac
         raise RuntimeError("the build fails after its calibration read the columns")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lib.db", "lib.db.index"]  # no temp index left
     assert len(ReferenceLibrary.open(out).references("dna")) == 300
+
+
+def _counted(lib, modality="dna"):
+    return [int(v) for v in lib.db.execute("SELECT count(*), coalesce(max(id), 0) FROM refs WHERE modality = ?",
+                                           [modality]).fetchone()]
+
+
+def test_the_stamp_uses_the_totals_the_last_add_stored_and_counts_when_another_writer_changed_the_library(tmp_path):
+    path = tmp_path / "lib.db"
+    lib = ReferenceLibrary.create(path)
+    lib.add(_records(120), stand_in_encoder())
+    lib.add(_records(50, seed=1), stand_in_encoder())  # the same ids R0..R49: replaced, not added
+    lib.add(_records(30, prefix="S"), stand_in_encoder())
+    stamp = lib.index_stamp("dna")
+    assert [stamp["count"], stamp["max_id"]] == _counted(lib) and stamp["count"] == 150
+    stored = json.loads(lib.meta["totals.dna"])
+    assert stored["count"] == 150 and stored["generation"] == lib.meta["generation"]
+    # a writer that changes the rows and the generation but not the totals (an older version):
+    lib.db.execute("DELETE FROM refs WHERE record_id LIKE 'S%'")
+    lib.set_meta({"generation": "another"})
+    stamp = lib.index_stamp("dna")
+    assert [stamp["count"], stamp["max_id"]] == _counted(lib) and stamp["count"] == 120
+    lib.close()
+
+
+def test_opening_a_large_library_reads_its_index_files_ahead(tmp_path, indexed, monkeypatch):
+    import engine.readahead
+
+    read: list = []
+    monkeypatch.setattr(engine.readahead, "_read_ahead", lambda paths: read.extend(paths))
+    path = _library(tmp_path / "lib.db")
+    lib, refs = _loaded(path)
+    names = [p.name for p in read]
+    assert names[0] == "ann.faiss" and "vectors.npy" in names and names[-1] == "lib.db"
+    assert all(p.parent == tmp_path / "lib.db.index" / "dna" for p in read[:-1])
+    lib.close()
+
+
+def test_reading_ahead_fills_nothing_wrong_and_skips_what_is_missing(tmp_path):
+    from engine.readahead import read_ahead
+
+    data = tmp_path / "a.bin"
+    data.write_bytes(os.urandom(3 * 2**20))
+    thread = read_ahead([tmp_path / "missing.npy", data, tmp_path])  # a folder, too: unreadable as a file
+    thread.join(10)
+    assert not thread.is_alive() and thread.daemon
+    assert len(data.read_bytes()) == 3 * 2**20
