@@ -95,6 +95,9 @@ def _cleaned(rec: Barcode | RecordError, report: BuildReport) -> str | None:
     return qc.sequence
 
 
+Checkpoint = Callable[[int, bool], tuple["dict[str, str] | None", "Callable[[], None] | None"]]
+
+
 def _add_in_batches(
     library: ReferenceLibrary,
     records: Iterable[Barcode | RecordError],
@@ -103,43 +106,65 @@ def _add_in_batches(
     report: BuildReport,
     batch_size: int = BATCH,
     skip: int = 0,
-    meta_for: Callable[[int, bool], dict[str, str]] | None = None,
-    committed: Callable[[int, bool], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> None:
     """QC, embed and add records, ``batch_size`` QC-passed ones a transaction. The first ``skip``
     records (committed by an interrupted run) are passed over without QC or embedding: the
     batches after them are the very ones an uninterrupted run forms (a batch's padding takes
-    part in the arithmetic). ``meta_for(records consumed, last)`` gives meta values to store in
-    each batch's transaction (and, with ``last``, in one after the last record even when no batch
-    is left); ``committed(records consumed, last)`` runs after each commit."""
+    part in the arithmetic). ``checkpoint(records consumed, last)`` is called as each batch is
+    complete (with ``last``, also after the last record when no batch is left) and gives the
+    meta values to store in its transaction and what to run once it is committed: both describe
+    the input up to that batch, not as far as reading has gone on since.
+
+    A batch is embedded on a worker thread while this one reads and QC-checks the next batch and
+    commits the one before (ONNX Runtime releases the GIL; SQLite stays on this thread), so the
+    Python work overlaps the encoder's instead of leaving a core idle."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bioscan-embed")
+
+    def embedding(batch: list[tuple[Barcode, str]], consumed: int, last: bool) -> tuple:
+        future = worker.submit(encoder.embed, [s for _, s in batch])
+        report.added += len(batch)  # before the checkpoint: its meta holds the report with this batch
+        return batch, future, checkpoint(consumed, last) if checkpoint else (None, None)
+
+    def commit(embedded: tuple) -> None:
+        batch, future, (meta, after) = embedded
+        emb = future.result()
+        library.add((ReferenceRecord(b.specimen_id, b.taxonomy, e, s if store_sequences else None,
+                                     source=Path(b.source_file).name) for (b, s), e in zip(batch, emb)),
+                    encoder, meta=meta)
+        if after:
+            after()
+
     batch: list[tuple[Barcode, str]] = []
+    pending = None  # the batch being embedded, committed once the next one is full (or the input ends)
     n = 0
-
-    def flush(last: bool) -> None:
+    try:
+        for n, rec in enumerate(records, start=1):
+            if n <= skip:
+                continue
+            sequence = _cleaned(rec, report)
+            if sequence is None:
+                continue
+            batch.append((rec, sequence))
+            if len(batch) >= batch_size:
+                started, batch = embedding(batch, n, False), []
+                if pending is not None:
+                    commit(pending)
+                pending = started
+        if pending is not None:
+            commit(pending)
         if batch:
-            emb = encoder.embed([s for _, s in batch])
-            report.added += len(batch)
-            library.add((ReferenceRecord(b.specimen_id, b.taxonomy, e, s if store_sequences else None,
-                                         source=Path(b.source_file).name) for (b, s), e in zip(batch, emb)),
-                        encoder, meta=meta_for(n, last) if meta_for else None)
-            batch.clear()
-        elif last and meta_for:
-            library.set_meta(meta_for(n, last))
-        else:
-            return
-        if committed:
-            committed(n, last)
-
-    for n, rec in enumerate(records, start=1):
-        if n <= skip:
-            continue
-        sequence = _cleaned(rec, report)
-        if sequence is None:
-            continue
-        batch.append((rec, sequence))
-        if len(batch) >= batch_size:
-            flush(False)
-    flush(True)
+            commit(embedding(batch, n, True))
+        elif checkpoint:  # no batch left: the end of the input recorded on its own
+            meta, after = checkpoint(n, True)
+            if meta:
+                library.set_meta(meta)
+            if after:
+                after()
+    finally:  # an error or Ctrl-C: what is being embedded is not waited for
+        worker.shutdown(wait=False, cancel_futures=True)
 
 
 def add_barcodes(
@@ -155,8 +180,12 @@ def add_barcodes(
     reference at the ranks it has: its empty ranks take no part in the votes (engine.assign).
     """
     report = BuildReport()
-    _add_in_batches(library, records, encoder, store_sequences, report, committed=lambda n, last: report_progress(
-        progress, report.added, report.added + report.n_skipped, f"added {report.added} references"))
+
+    def checkpoint(consumed: int, last: bool) -> tuple[None, Callable[[], None]]:
+        added, seen = report.added, report.added + report.n_skipped
+        return None, lambda: report_progress(progress, added, seen, f"added {added} references")
+
+    _add_in_batches(library, records, encoder, store_sequences, report, checkpoint=checkpoint)
     return report
 
 
@@ -246,14 +275,17 @@ def _read_inputs(work: WorkFile, files: list[Path], encoder: DnaEncoder, store_s
         def state(items: int, last: bool) -> InputProgress:
             return InputProgress(items, rows_read(stats), stats_state(stats) if last else None)
 
-        def committed(items: int, last: bool) -> None:
-            work.committed(n, state(items, last))
-            rows = work.rows_committed()
-            report_progress(progress, rows, max(total, rows), message)
+        def checkpoint(items: int, last: bool) -> tuple[dict[str, str], Callable[[], None]]:
+            at = state(items, last)
+
+            def committed() -> None:
+                work.committed(n, at)
+                rows = work.rows_committed()
+                report_progress(progress, rows, max(total, rows), message)
+            return work.commit_meta(n, at, report.state()), committed
 
         _add_in_batches(work.library, read_barcodes(path, stats), encoder, store_sequences, report, batch_size,
-                        skip=done.items, committed=committed,
-                        meta_for=lambda items, last: work.commit_meta(n, state(items, last), report.state()))
+                        skip=done.items, checkpoint=checkpoint)
         report.read.append((str(path), stats))
     return report
 

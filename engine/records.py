@@ -1,7 +1,7 @@
 """Plain data types that flow through the engine (no I/O, no heavy imports)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 # Ranks the engine calls, coarse to fine. "bin_uri" is the BOLD Barcode Index Number.
@@ -24,7 +24,8 @@ class Taxonomy:
         return getattr(self, rank)
 
     def as_dict(self) -> dict[str, str]:
-        return asdict(self)
+        # not dataclasses.asdict: it deep-copies, and a build calls this for every reference
+        return {name: getattr(self, name) for name in TAXONOMY_FIELDS}
 
 
 @dataclass

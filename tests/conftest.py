@@ -1,12 +1,22 @@
 """Shared fixtures. Real data lives beside the repository in ../shared/data (or $BIOSCAN_DATA)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def stable_meta(meta: dict[str, str]) -> dict:
+    """A library's meta without what every build or change makes new (its id, creation time and
+    generation, also inside the stored totals), so two builds of the same input compare equal."""
+    out: dict = {k: v for k, v in meta.items() if k not in ("library_id", "created", "generation")}
+    for key in [k for k in out if k.startswith("totals.")]:
+        out[key] = {k: v for k, v in json.loads(out[key]).items() if k != "generation"}
+    return out
 
 
 def shared_data_dir() -> Path | None:

@@ -19,7 +19,7 @@ from engine.build import SKIPPED_KEPT, BuildInterrupted, BuildReport, build_libr
 from engine.build_work import work_path
 from engine.errors import BioscanError, LibraryError
 from engine.library import ReferenceLibrary
-from tests.conftest import REPO
+from tests.conftest import REPO, stable_meta
 from tests.engine.test_formats import write_bcdm
 from tests.synthetic import make_barcodes
 
@@ -90,9 +90,7 @@ def _content(path: Path) -> tuple:
         refs = lib.db.execute('SELECT id, record_id, modality, "order", family, genus, species, bin_uri, source, '
                               "embedding, seq_block, seq_index FROM refs ORDER BY id").fetchall()
         blocks = lib.db.execute("SELECT id, data FROM seq_blocks ORDER BY id").fetchall()
-        meta = {k: v for k, v in lib.meta.items() if k not in ("library_id", "created", "generation")}
-        for key in [k for k in meta if k.startswith("totals.")]:  # of the generation: new every build
-            meta[key] = {k: v for k, v in json.loads(meta[key]).items() if k != "generation"}
+        meta = stable_meta(lib.meta)
     finally:
         lib.close()
     return refs, blocks, meta

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, stable_meta
 from tests.engine.test_export import imported  # noqa: F401 - the module fixture: an imported project
 from tests.synthetic import write_tsv
 
@@ -87,7 +87,7 @@ def _library_content(path: Path) -> tuple:
     try:
         refs = lib.db.execute("SELECT record_id, modality, \"order\", family, genus, species, bin_uri, sequence, "
                               "embedding FROM refs ORDER BY modality, record_id").fetchall()
-        meta = {k: v for k, v in lib.meta.items() if k not in ("library_id", "created", "generation")}  # ids of a state, random
+        meta = stable_meta(lib.meta)
     finally:
         lib.close()
     return refs, json.dumps(meta, sort_keys=True)

@@ -81,3 +81,18 @@ def test_a_sequence_longer_than_any_barcode_is_refused_by_qc():
     out = list(overlong_as_errors(iter(records)))
     assert out[0] is records[0] and out[2] is records[2]
     assert isinstance(out[1], RecordError) and out[1].specimen_id == "big" and out[1].message == qc.error
+
+
+def test_count_stops_agrees_with_biopython_translation_in_every_frame_with_ambiguous_bases():
+    import random
+
+    from Bio.Seq import Seq
+
+    rng = random.Random(5)
+    for _ in range(200):
+        seq = "".join(rng.choice("ACGTACGTACGTN") for _ in range(rng.randrange(0, 80)))
+        expect = []
+        for frame in range(3):
+            codons = [seq[i: i + 3] for i in range(frame, len(seq) - 2, 3)]
+            expect.append(sum(1 for c in codons if "N" not in c and str(Seq(c).translate(table=5)) == "*"))
+        assert count_stops(seq) == expect, seq
