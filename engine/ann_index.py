@@ -23,6 +23,7 @@ import numpy as np
 from engine.atomic import atomic_output
 from engine.errors import LibraryError
 from engine.progress import ProgressCallback, report
+from engine.search import read_rows
 
 # libraries of this many references or more search the graph, smaller ones exactly. At 100,000
 # exact search of 1,000 queries already takes ten times the graph's time, and building the graph
@@ -146,10 +147,10 @@ def build_ann(folder: Path, stamp: dict, vectors: np.ndarray, progress: Progress
     graph = faiss.index_factory(dim, FACTORY, faiss.METRIC_INNER_PRODUCT)
     graph.hnsw.efConstruction = EF_CONSTRUCTION
     if not graph.is_trained:  # a FACTORY that learns its coding from the data (float16 needs none)
-        graph.train(np.asarray(vectors[:ADD_BATCH], dtype=np.float32))
+        graph.train(read_rows(vectors, 0, ADD_BATCH))
     report(progress, 0, n, "indexing references for fast search")
     for start in range(0, n, ADD_BATCH):
-        graph.add(np.asarray(vectors[start: start + ADD_BATCH], dtype=np.float32))
+        graph.add(read_rows(vectors, start, start + ADD_BATCH))
         report(progress, min(n, start + ADD_BATCH), n, "indexing references for fast search")
     graph_path, meta_path = _paths(folder)
     meta_path.unlink(missing_ok=True)  # first: a graph without its stamp is never used

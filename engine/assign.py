@@ -52,6 +52,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.records import RANKS, Call, RankCall, Taxonomy
+from engine.search import read_rows
 
 LINEAGE = ("order", "family", "genus", "species")
 DEFAULT_MIN_CONFIDENCE = 0.5
@@ -136,7 +137,7 @@ def _sum_rows_by_code(rows: np.ndarray, code: np.ndarray, n_codes: int, block: i
         order = np.argsort(part, kind="stable")
         sorted_code = part[order]
         starts = np.flatnonzero(np.r_[True, sorted_code[1:] != sorted_code[:-1]])
-        block_rows = np.asarray(rows[start: start + block], dtype=np.float32)[order]
+        block_rows = read_rows(rows, start, start + block)[order]
         out[sorted_code[starts]] += np.add.reduceat(block_rows, starts, axis=0)
     return out
 

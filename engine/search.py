@@ -11,6 +11,7 @@ speed and recall against ExactIndex are in docs/benchmarks.md.
 """
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +32,21 @@ SCORE_MATRIX_BYTES = 256 * 2**20  # the (queries, references) float32 scores com
 
 
 REFERENCE_BLOCK_BYTES = 256 * 2**20  # float32 references converted at once from a float16 (memory-mapped) matrix
+
+
+def read_rows(vectors: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of ``vectors`` as float32. From a memory-mapped file (np.load's
+    mmap_mode) the rows are read from the file instead: pages read through a mapping stay in the
+    process's resident memory, and a pass over millions of references would map them all."""
+    stop = min(stop, len(vectors))
+    if (isinstance(vectors, np.memmap) and isinstance(vectors.base, mmap.mmap) and vectors.filename
+            and vectors.flags.c_contiguous and stop > start):
+        row_bytes = vectors.strides[0]
+        with open(vectors.filename, "rb") as f:
+            f.seek(vectors.offset + start * row_bytes)
+            rows = np.fromfile(f, dtype=vectors.dtype, count=(stop - start) * vectors.shape[1])
+        return rows.reshape(stop - start, vectors.shape[1]).astype(np.float32, copy=False)
+    return np.ascontiguousarray(vectors[start: stop], dtype=np.float32)
 
 
 def merge_top_k(sims: list[np.ndarray], positions: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +99,7 @@ class ExactIndex:
             return self._run(queries, self.vectors, k)
         best_s = best_i = None
         for start in range(0, len(self.vectors), self.block_rows):
-            block = np.ascontiguousarray(self.vectors[start: start + self.block_rows], dtype=np.float32)
+            block = read_rows(self.vectors, start, start + self.block_rows)
             s, i = self._run(queries, block, min(k, len(block)))
             i += start
             best_s, best_i = (s, i) if best_s is None else merge_top_k([best_s, s], [best_i, i], k)

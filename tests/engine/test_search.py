@@ -47,3 +47,34 @@ def test_large_libraries_are_searched_in_chunks_within_the_score_budget(monkeypa
     full = queries @ refs.T
     assert (idx == np.argsort(-full, axis=1)[:, :5]).mean() > 0.999
     assert np.allclose(sims, np.take_along_axis(full, idx, axis=1), atol=1e-5)
+
+
+def test_rows_of_a_memory_mapped_matrix_are_read_from_its_file_without_mapping_them(tmp_path):
+    from engine.search import read_rows
+
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(5000, 64)).astype(np.float16)
+    np.save(tmp_path / "v.npy", matrix)
+    mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
+    for start, stop in [(0, 10), (4990, 6000), (123, 4567), (7, 7)]:
+        got = read_rows(mapped, start, stop)
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, matrix[start: stop].astype(np.float32))
+    # of the 640 kB mapped, at most the header's page and the kernel's fault-around (16 pages) are resident
+    assert _mapped_kb(tmp_path / "v.npy") <= 64
+    np.testing.assert_array_equal(read_rows(mapped[100:], 0, 5), matrix[100:105].astype(np.float32))  # a view
+    np.testing.assert_array_equal(read_rows(matrix, 2, 4), matrix[2:4].astype(np.float32))  # in memory
+    np.asarray(mapped[:4000], dtype=np.float32)  # as a slice of the mapping would be read
+    assert _mapped_kb(tmp_path / "v.npy") > 400
+
+
+def _mapped_kb(path) -> int:
+    """Resident kB of this process's mappings of ``path`` (Linux /proc/self/smaps)."""
+    lines = open("/proc/self/smaps").read().split("\n")
+    total, inside = 0, False
+    for line in lines:
+        if line and not line[0].isupper() or "-" in line.split(" ")[0]:  # a mapping's header line
+            inside = line.endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
