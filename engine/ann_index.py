@@ -34,7 +34,11 @@ ANN_FILE = "ann.faiss"
 ANN_META = "ann.json"
 ANN_FORMAT = "1"
 # graph settings (benchmarks/ann_compare.py)
-FACTORY = "HNSW32,SQfp16"  # faiss.index_factory: 32 neighbours a node, vectors as float16 as the library keeps them
+# faiss.index_factory: 32 neighbours a node, vectors coded in 8 bits a dimension. float16 codes
+# (as the library keeps them) found the same candidates but doubled the graph's memory, which
+# at 5 M references put the build over 3 GB (docs/benchmarks.md, library at scale)
+FACTORY = "HNSW32,SQ8"
+TRAIN_ROWS = 100_000  # rows the 8-bit coding's ranges are learnt from, in runs spread over the library
 EF_CONSTRUCTION = 80
 EF_SEARCH = 256  # the graph's search effort; raised to the candidates asked for
 RESCORE_FACTOR = 2  # candidates re-scored exactly per result asked for
@@ -138,6 +142,17 @@ def open_ann(folder: Path, stamp: dict, vectors: np.ndarray) -> AnnIndex:
     return AnnIndex(graph, vectors)
 
 
+def _training_sample(vectors: np.ndarray, runs: int = 20) -> np.ndarray:
+    """About TRAIN_ROWS rows in ``runs`` contiguous runs spread evenly over ``vectors`` (read as
+    runs, not row by row: a memory-mapped library is read in a few large reads)."""
+    n = len(vectors)
+    if n <= TRAIN_ROWS:
+        return read_rows(vectors, 0, n)
+    step = TRAIN_ROWS // runs
+    starts = np.linspace(0, n - step, runs).astype(np.int64)
+    return np.concatenate([read_rows(vectors, int(s), int(s) + step) for s in starts])
+
+
 def build_ann(folder: Path, stamp: dict, vectors: np.ndarray, progress: ProgressCallback = None) -> AnnIndex:
     """Build the graph over ``vectors`` (the folder's embeddings for ``stamp``), save it and its
     parameters whole or not at all, and return it opened from the file."""
@@ -146,8 +161,8 @@ def build_ann(folder: Path, stamp: dict, vectors: np.ndarray, progress: Progress
     n, dim = vectors.shape
     graph = faiss.index_factory(dim, FACTORY, faiss.METRIC_INNER_PRODUCT)
     graph.hnsw.efConstruction = EF_CONSTRUCTION
-    if not graph.is_trained:  # a FACTORY that learns its coding from the data (float16 needs none)
-        graph.train(read_rows(vectors, 0, ADD_BATCH))
+    if not graph.is_trained:  # the coding's ranges, learnt from the whole library, not its first records
+        graph.train(_training_sample(vectors))
     report(progress, 0, n, "indexing references for fast search")
     for start in range(0, n, ADD_BATCH):
         graph.add(read_rows(vectors, start, start + ADD_BATCH))
