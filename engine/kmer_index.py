@@ -12,12 +12,18 @@ and the new candidates are aligned too (``widen``).
 Counting shared k-mers is one sparse product, query k-mer sets x (k-mer -> reference)
 incidence: exact, ~1 ms a query against 34,000 references on 2 cores. The index keeps ~2 KB
 a reference (65 MB for 34,000; built in 1.8 s, ~9 KB a reference at the peak), so it is built
-only for libraries up to ``MAX_REFERENCES`` records.
+only for libraries up to ``MAX_REFERENCES`` records. Building it took a large share of an
+identify run's time, so it is built once per state of a library and kept in the user cache
+(``cached``), stamped with that state and the k-mer settings: every later run opens it
+memory-mapped.
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -38,6 +44,7 @@ CLEAR_IDENTITY = 0.99
 CLEAR_GAP = 0.02
 EVIDENCE_SPECIES = 3  # a settled query still aligns the nearest record of this many species (BOLD-style evidence)
 MAX_REFERENCES = 200_000
+STORE_FORMAT = "1"  # of a saved index (KmerIndex.save)
 # A library larger than MAX_REFERENCES has no k-mer index: a query it would search is given this many
 # embedding candidates instead, all aligned. Of the lengths measured on the DNA benchmark's held-out
 # species (docs/benchmarks.md, "DNA identification: targets and analysis"), 200-400 came within two points
@@ -99,6 +106,68 @@ class KmerIndex:
         by_reference = sparse.vstack(parts, format="csr") if parts else _incidence([])
         self._by_kmer = by_reference.T.tocsr()  # (4**K, references): the product's right-hand side
         self.common_kmers = int(common.sum())
+
+    # -- kept between runs ------------------------------------------------------------------
+    @staticmethod
+    def _stamp(state: dict) -> dict:
+        return {"format": STORE_FORMAT, "k": K, "common_share": COMMON_SHARE,
+                "common_min_references": COMMON_MIN_REFERENCES, "state": state}
+
+    def save(self, folder: Path, state: dict) -> None:
+        """Write the index to ``folder`` for the library state ``state`` (any JSON-able stamp of
+        it), under a temp name put in place at the end; another process's copy in place wins."""
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            # SciPy's own index dtype (int32 up to 2**31 entries), so opening copies neither array
+            np.save(tmp / "indptr.npy", self._by_kmer.indptr)
+            np.save(tmp / "indices.npy", self._by_kmer.indices)
+            stamp = {**self._stamp(state), "n_references": self.n_references, "common_kmers": self.common_kmers}
+            (tmp / "stamp.json").write_text(json.dumps(stamp))  # last: a folder without it is never read
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: Path, state: dict) -> "KmerIndex | None":
+        """The index saved in ``folder`` for exactly ``state`` and these k-mer settings, opened
+        memory-mapped; None when absent, stale or unreadable (it is then built again)."""
+        from scipy import sparse
+
+        try:
+            stamp = json.loads((folder / "stamp.json").read_text())
+            if {k: stamp.get(k) for k in cls._stamp(state)} != cls._stamp(state):
+                return None
+            n = int(stamp["n_references"])
+            indptr = np.load(folder / "indptr.npy", mmap_mode="r")
+            indices = np.load(folder / "indices.npy", mmap_mode="r")
+            if (indptr.shape != (4 ** K + 1,) or indptr.dtype != indices.dtype or indices.dtype not in (np.int32, np.int64)
+                    or int(indptr[-1]) != len(indices) or (len(indices) and int(indices.max()) >= n)):
+                return None
+            self = cls.__new__(cls)
+            self.n_references, self.common_kmers = n, int(stamp["common_kmers"])
+            self._by_kmer = sparse.csr_matrix((np.ones(len(indices), np.int16), indices, indptr),
+                                              shape=(4 ** K, n), copy=False)
+            return self
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    @classmethod
+    def cached(cls, sequences: Sequence[str | None], folder: Path, state: dict) -> "KmerIndex":
+        """The index of ``sequences`` (a library in state ``state``): opened from ``folder``, or
+        built and saved there. A folder that cannot be written costs only the time to build."""
+        index = cls.load(folder, state)
+        if index is not None and index.n_references == len(sequences):
+            return index
+        index = cls(sequences)
+        try:
+            index.save(folder, state)
+        except OSError:
+            pass
+        return index
 
     def shared(self, queries: Sequence[str], threads: int = 0, progress: ProgressCallback = None):
         """(len(queries), references) sparse matrix of shared distinct k-mer counts.

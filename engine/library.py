@@ -167,12 +167,15 @@ class LoadedReferences:
         return self._genus_prototypes
 
     def kmer_index(self) -> "KmerIndex | None":
-        """The shared-k-mer index of the sequences (engine.kmer_index), built on first use;
-        None for a library without sequences or too large for one."""
+        """The shared-k-mer index of the sequences (engine.kmer_index): opened from the user
+        cache, where the first use of this state of the library built it; None for a library
+        without sequences or too large for one."""
         from engine.kmer_index import MAX_REFERENCES, KmerIndex
+        from engine.offline import app_cache_dir
 
         if self._kmer_index is None and len(self) <= MAX_REFERENCES and self.sequences.any():
-            self._kmer_index = KmerIndex(self.sequences)
+            folder = app_cache_dir() / "kmer-index" / self.library.library_id / self.modality
+            self._kmer_index = KmerIndex.cached(self.sequences, folder, self.library.index_stamp(self.modality))
         return self._kmer_index
 
 

@@ -138,11 +138,14 @@ class CombinedReferences:
     def kmer_index(self):
         """The shared-k-mer index over every library's sequences, when their total allows one."""
         from engine.kmer_index import MAX_REFERENCES, KmerIndex
+        from engine.offline import app_cache_dir
 
         if not self._kmer_index_tried:
             self._kmer_index_tried = True
             if len(self) <= MAX_REFERENCES and all(p.sequences.any() for p in self.parts):
-                self._kmer_index = KmerIndex(self.sequences)
+                key = self.state_key()
+                self._kmer_index = KmerIndex.cached(self.sequences, app_cache_dir() / "kmer-index" / f"set-{key}",
+                                                    {"library_set": key})
         return self._kmer_index
 
     # -- calibration --------------------------------------------------------------------

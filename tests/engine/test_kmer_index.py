@@ -109,3 +109,52 @@ def test_a_library_too_large_for_a_kmer_index_widens_with_a_longer_embedding_sho
     assert top_identities(len(refs)) == pytest.approx(best)  # the whole library as the shortlist
     assert searched[-1] == len(refs)
     assert top_identities(5) != pytest.approx(best)  # no wider than the first search: some missed
+
+
+def test_a_saved_index_opens_with_the_same_counts_and_only_for_its_own_state(tmp_path, monkeypatch):
+    rng = np.random.default_rng(2)
+    refs = _random_sequences(rng, 60)
+    queries = refs[3:10] + [refs[0][:50] + refs[4][50:]]
+    built = KmerIndex(refs)
+    folder, state = tmp_path / "kmers", {"library_id": "a", "generation": "1"}
+    built.save(folder, state)
+    opened = KmerIndex.load(folder, state)
+    assert opened is not None and not opened._by_kmer.indices.flags.writeable  # the saved file, memory-mapped
+    assert (opened.shared(queries).toarray() == built.shared(queries).toarray()).all()
+    assert opened.common_kmers == built.common_kmers and opened.n_references == len(refs)
+    assert KmerIndex.load(folder, {"library_id": "a", "generation": "2"}) is None  # another state of the library
+    monkeypatch.setattr(kmer_index, "COMMON_SHARE", 0.5)  # other k-mer settings: built again
+    assert KmerIndex.load(folder, state) is None
+
+
+def test_a_damaged_or_unwritable_saved_index_is_built_again(tmp_path):
+    rng = np.random.default_rng(3)
+    refs = _random_sequences(rng, 30)
+    folder, state = tmp_path / "kmers", {"generation": "1"}
+    KmerIndex(refs).save(folder, state)
+    (folder / "indices.npy").write_bytes((folder / "indices.npy").read_bytes()[:100])  # truncated
+    assert KmerIndex.load(folder, state) is None
+    index = KmerIndex.cached(refs, folder, state)  # rebuilt and saved again
+    assert (index.shared(refs[:5]).toarray() == KmerIndex(refs).shared(refs[:5]).toarray()).all()
+    assert KmerIndex.load(folder, state) is not None
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    index = KmerIndex.cached(refs, blocked / "kmers", state)  # cannot be saved: still an index
+    assert index.n_references == len(refs)
+
+
+def test_identify_opens_the_library_kmer_index_its_first_use_built(tiny_library, tiny_dna_pack, synthetic_split,
+                                                                   tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    novel = synthetic_split[2]
+    first = DnaIdentifier(ReferenceLibrary.open(tiny_library), DnaEncoder.from_path(tiny_dna_pack))
+    calls = [(r.matches[0].identity, r.call) for r in first.identify(novel)]
+    saved = list((tmp_path / "cache").rglob("stamp.json"))
+    assert len(saved) == 1 and "kmer-index" in saved[0].parts
+
+    def no_build(self, sequences):
+        raise AssertionError("the k-mer index was built again")
+
+    monkeypatch.setattr(KmerIndex, "__init__", no_build)
+    again = DnaIdentifier(ReferenceLibrary.open(tiny_library), DnaEncoder.from_path(tiny_dna_pack))
+    assert [(r.matches[0].identity, r.call) for r in again.identify(novel)] == calls
