@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -74,17 +75,50 @@ print(json.dumps({"index": type(refs.index).__name__, "note": refs.index_note, "
 """
 
 
-def timed(cmd: list[str], log: Path) -> dict:
-    """Run under /usr/bin/time -v; wall seconds and peak RSS (MB) of the child."""
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """RssAnon and RssFile (+ RssShmem) of ``pid`` and its descendants, in kB (0, 0 once gone)."""
+    anon = file = 0
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0, 0
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key == "RssAnon":
+            anon += int(value.split()[0])
+        elif key in ("RssFile", "RssShmem"):
+            file += int(value.split()[0])
+    for child in children:
+        a, f = _memory_kb(int(child))
+        anon += a
+        file += f
+    return anon, file
+
+
+def timed(cmd: list[str], log: Path, poll_s: float = 0.5) -> dict:
+    """Run under /usr/bin/time -v; wall seconds and peak RSS (MB) of the child, and the peaks of
+    its own memory (anonymous) and of the file pages it maps (memory-mapped library files: page
+    cache, given back under pressure), sampled every ``poll_s``: peak RSS counts both."""
     start = time.perf_counter()
+    peak_anon = peak_file = 0
     with log.open("w") as fh:
-        proc = subprocess.run(["/usr/bin/time", "-v", *cmd], stdout=subprocess.PIPE, stderr=fh, text=True)
+        proc = subprocess.Popen(["/usr/bin/time", "-v", *cmd], stdout=subprocess.PIPE, stderr=fh, text=True)
+        out_lines: list[str] = []
+        reader = threading.Thread(target=lambda: out_lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        while proc.poll() is None:
+            anon, file = _memory_kb(proc.pid)
+            peak_anon, peak_file = max(peak_anon, anon), max(peak_file, file)
+            time.sleep(poll_s)
+        reader.join()
     wall = time.perf_counter() - start
     text = log.read_text()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1)) / 1024
-    return {"seconds": wall, "rss_mb": rss, "stdout": proc.stdout}
+    return {"seconds": wall, "rss_mb": rss, "anon_peak_mb": peak_anon / 1024, "file_peak_mb": peak_file / 1024,
+            "stdout": "".join(out_lines)}
 
 
 def drop_page_cache() -> bool:
@@ -137,7 +171,7 @@ def main() -> int:
     if not queries.exists():
         subprocess.run([PYTHON, str(REPO / "benchmarks" / "synthetic_library.py"), "--records", str(args.records),
                         "--queries", "10000", "--out", str(queries)], check=True)
-    results: dict = {"references": args.records}
+    results: dict = {"references": args.records, "arguments": " ".join(sys.argv[1:])}
     library = args.library or work / f"lib_{label}.db"
     if args.library is None:
         for stale in work.glob(f"lib_{label}.db*"):
@@ -190,10 +224,14 @@ def main() -> int:
 
 def table(r: dict, label: str) -> str:
     def t(key):
-        return f"{r[key]['seconds']:.1f} s, {r[key]['rss_mb'] / 1024:.2f} GB" if key in r else "not run"
+        if key not in r:
+            return "not run"
+        split = (f" (own {r[key]['anon_peak_mb'] / 1024:.2f} GB, mapped file pages {r[key]['file_peak_mb'] / 1024:.2f} GB)"
+                 if "anon_peak_mb" in r[key] else "")
+        return f"{r[key]['seconds']:.1f} s, {r[key]['rss_mb'] / 1024:.2f} GB{split}"
 
     rows = [
-        "| step | time, peak RSS |",
+        "| step | time, peak RSS (peaks of the process's own memory and of mapped file pages, sampled every 0.5 s) |",
         "|---|---|",
         f"| `library build` of {r['references']:,} references | {t('build')} |",
         f"| library file / index folder | {r['library_mb']:,.0f} MB / {r['index_mb']:,.0f} MB |",
@@ -213,8 +251,8 @@ def table(r: dict, label: str) -> str:
                     f"{r['vsearch_1000']['seconds'] / r['identify_1000']['seconds']:.1f}x |")
     return "\n".join(rows) + (f"\n\nSynthetic references from `benchmarks/synthetic_library.py` (pseudo-species 2-6 % "
                               f"from real barcodes, 1-20 records each); queries are other records of the same "
-                              f"pseudo-species. Command: `.venv/bin/python benchmarks/library_scale.py --records "
-                              f"{r['references']} --work /work/scale --section`.")
+                              f"pseudo-species. Command: `.venv/bin/python benchmarks/library_scale.py "
+                              f"{r.get('arguments', '--records ' + str(r['references']))}`.")
 
 
 if __name__ == "__main__":
