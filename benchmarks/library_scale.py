@@ -70,8 +70,17 @@ recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got.tolist(), exact.
 found = np.unique(got)
 got_s = np.einsum("qd,qkd->qk", q, np.asarray(refs.matrix[found], np.float32)[np.searchsorted(found, got)])
 ties = np.mean(got_s >= exact_s[:, -1:] - 1e-5)
+by_effort = {}
+if hasattr(refs.index, "expansion"):  # the graph's search effort: recall and time at each
+    for effort in (64, 128, 256, 512, 1024):
+        refs.index.expansion = effort
+        t = time.perf_counter()
+        _, at = refs.index.search(q, 10)
+        by_effort[effort] = {"seconds": time.perf_counter() - t,
+                             "recall_at_10": float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(at.tolist(), exact.tolist())]))}
 print(json.dumps({"index": type(refs.index).__name__, "note": refs.index_note, "recall_at_10": float(recall),
-                  "recall_at_10_ties": float(ties), "index_s": index_s, "exact_s": exact_time}))
+                  "recall_at_10_ties": float(ties), "index_s": index_s, "exact_s": exact_time,
+                  "by_effort": by_effort}))
 """
 
 
@@ -246,6 +255,9 @@ def table(r: dict, label: str) -> str:
         f"| search index: {r['recall']['index']}, recall@10 against exact (ties counted) | "
         f"{r['recall']['recall_at_10']:.4f} ({r['recall'].get('recall_at_10_ties', float('nan')):.4f}) |",
     ]
+    for effort, e in r["recall"].get("by_effort", {}).items():
+        rows.append(f"| search effort {effort}: recall@10, 1,000 queries' search | {e['recall_at_10']:.4f}, "
+                    f"{e['seconds']:.2f} s |")
     if "vsearch_1000" in r:
         rows.append(f"| vsearch / identify, 1,000 queries | "
                     f"{r['vsearch_1000']['seconds'] / r['identify_1000']['seconds']:.1f}x |")

@@ -1,21 +1,30 @@
 """Approximate nearest-neighbour search for large libraries (issue 16).
 
-An HNSW graph (faiss) over a modality's embeddings, built once when a large library is built
-or extended and saved in its index folder (``<library>.index/<modality>/ann.faiss``, with
-``ann.json``: the folder's stamp and the graph's parameters). Opening it reads the graph and
-memory-maps the embeddings it holds (float16), so a library of millions opens in a moment.
-A graph whose stamp is not the library's state is never used: the library then searches
-exactly (engine.search.ExactIndex) until the graph is rebuilt.
+HNSW graphs (faiss) over a modality's embeddings, built once when a large library is built or
+extended and saved in its index folder (``<library>.index/<modality>/``): the references in
+shards of at most SHARD_REFERENCES by position, one graph a shard (``ann-000.faiss``, ...),
+every shard coded with one trained coder (``ann-coder.faiss``: the 8-bit ranges, learnt once),
+and ``ann.json`` with the folder's stamp and each shard's place, size and fingerprint. A shard
+bounds the memory a build needs to one shard's graph at any library size, keeps the search
+effort a shard needs the same however large the library grows, and lets an extended library
+keep the graphs of the shards whose rows did not change (``reuse``). Opening views the graphs
+memory-mapped, so a library of millions opens in a moment. Graphs whose stamp is not the
+library's state are never used: the library then searches exactly (engine.search.ExactIndex)
+until they are rebuilt.
 
-The graph only proposes candidates: each query's best ``k * RESCORE_FACTOR`` by the graph are
-re-scored exactly against the library's float16 embeddings and the best ``k`` of them
-returned, so the similarities are those exact search gives and only the recall is approximate.
-Why faiss, and its settings, is measured by benchmarks/ann_compare.py (recall, speed, memory, build time).
+The graphs only propose candidates: each shard's best ``k * RESCORE_FACTOR`` by the graph,
+the best of them over all shards by the graph's (8-bit) similarity, are re-scored exactly
+against the library's float16 embeddings and the best ``k`` returned, so the similarities are
+those exact search gives and only the recall is approximate. Why faiss, and its settings, is
+measured by benchmarks/ann_compare.py and benchmarks/library_scale.py (recall, speed, memory,
+build time).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,36 +39,54 @@ from engine.search import read_rows
 # adds a small part to the library's build (benchmarks/ann_compare.py);
 # smaller libraries keep no index folder for it, and exact search is a small part of an identify
 ANN_MIN_REFERENCES = 100_000
-ANN_FILE = "ann.faiss"
 ANN_META = "ann.json"
-ANN_FORMAT = "1"
+CODER_FILE = "ann-coder.faiss"  # the trained, empty graph every shard starts from
+LEGACY_FILE = "ann.faiss"  # format 1: one graph over the whole library
+ANN_FORMAT = "2"
 # graph settings (benchmarks/ann_compare.py)
 # faiss.index_factory: 32 neighbours a node, vectors coded in 8 bits a dimension. float16 codes
-# (as the library keeps them) found the same candidates but doubled the graph's memory, which
-# at 5 M references put the build over 3 GB (docs/benchmarks.md, library at scale)
+# (as the library keeps them) found the same candidates but doubled the graph's memory
 FACTORY = "HNSW32,SQ8"
+# references a graph: the build holds one shard's graph in memory (32 links and 256 one-byte
+# codes a reference), and recall@10 at this size was >= 0.99 at the search effort below
+SHARD_REFERENCES = 1_000_000
 TRAIN_ROWS = 100_000  # rows the 8-bit coding's ranges are learnt from, in runs spread over the library
 EF_CONSTRUCTION = 80
-EF_SEARCH = 1024  # the graph's search effort (raised to the candidates asked for): recall@10 >= 0.99 at 5 M references
+EF_SEARCH = 256  # each shard's search effort (raised to the candidates asked for)
 RESCORE_FACTOR = 2  # candidates re-scored exactly per result asked for
 ADD_BATCH = 20_000  # vectors added between two progress reports
 RESCORE_BYTES = 64 * 2**20  # float32 candidate rows gathered at once for re-scoring
+FINGERPRINT_ROWS = 65_536  # rows hashed at once
 
 
-def _meta(stamp: dict, count: int, size: int) -> dict:
+def shard_file(number: int) -> str:
+    return f"ann-{number:03d}.faiss"
+
+
+def _meta(stamp: dict, count: int, shards: list[dict], shard_references: int) -> dict:
     import faiss
 
-    return {"format": ANN_FORMAT, "stamp": stamp, "count": count, "bytes": size, "library": "faiss",
-            "version": faiss.__version__, "factory": FACTORY, "ef_construction": EF_CONSTRUCTION}
+    return {"format": ANN_FORMAT, "stamp": stamp, "count": count, "shards": shards,
+            "shard_references": shard_references, "library": "faiss", "version": faiss.__version__,
+            "factory": FACTORY, "ef_construction": EF_CONSTRUCTION}
+
+
+def fingerprint(vectors: np.ndarray, start: int, stop: int) -> str:
+    """sha1 of rows ``start:stop`` as stored: a shard's graph serves another state of the
+    library only if these bytes are the same."""
+    digest = hashlib.sha1()
+    for first in range(start, stop, FINGERPRINT_ROWS):
+        digest.update(read_rows(vectors, first, min(stop, first + FINGERPRINT_ROWS), dtype=None).tobytes())
+    return digest.hexdigest()
 
 
 class AnnIndex:
-    """engine.search.VectorIndex over a faiss graph, its candidates re-scored exactly against
-    ``vectors`` (position i of the graph is row i of ``vectors``)."""
+    """engine.search.VectorIndex over faiss graphs, one a shard of ``vectors`` (``shards``: each
+    graph with the position of its first row), their candidates re-scored exactly."""
 
-    def __init__(self, graph, vectors: np.ndarray, expansion: int = EF_SEARCH,
+    def __init__(self, shards: list[tuple[object, int]], vectors: np.ndarray, expansion: int = EF_SEARCH,
                  rescore_factor: int = RESCORE_FACTOR):
-        self.graph = graph
+        self.shards = shards
         self.vectors = vectors
         self.expansion = expansion
         self.rescore_factor = rescore_factor
@@ -74,12 +101,24 @@ class AnnIndex:
             return np.zeros((n, k), dtype=np.float32), np.zeros((n, k), dtype=np.int64)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         wanted = min(len(self), k * self.rescore_factor)
-        self.graph.hnsw.efSearch = max(self.expansion, wanted)
-        candidates = self.graph.search(queries, wanted)[1].astype(np.int64, copy=False)
-        # -1: fewer found than asked for; past the vectors: a damaged graph's
-        missing = (candidates < 0) | (candidates >= len(self))
-        candidates[missing] = 0
-        return self._rescored(queries, candidates, missing, k)
+        scores, candidates = [], []
+        for graph, first in self.shards:
+            take = min(wanted, graph.ntotal)
+            graph.hnsw.efSearch = max(self.expansion, take)
+            s, found = graph.search(queries, take)
+            found = found.astype(np.int64, copy=False)
+            # -1: fewer found than asked for; past the shard: a damaged graph's
+            bad = (found < 0) | (found >= graph.ntotal)
+            s[bad] = -np.inf
+            scores.append(s)
+            candidates.append(np.where(bad, -1, found + first))
+        score, candidate = np.concatenate(scores, axis=1), np.concatenate(candidates, axis=1)
+        if len(self.shards) > 1:  # the shards' best by the graphs' own similarity (one coder: comparable)
+            best = np.argsort(-score, axis=1, kind="stable")[:, :wanted]
+            candidate = np.take_along_axis(candidate, best, 1)
+        missing = candidate < 0
+        candidate[missing] = 0
+        return self._rescored(queries, candidate, missing, k)
 
     def _rescored(self, queries: np.ndarray, candidates: np.ndarray, missing: np.ndarray,
                   k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -99,47 +138,60 @@ class AnnIndex:
         return np.take_along_axis(sims, best, 1), np.take_along_axis(candidates, best, 1)
 
 
-def _paths(folder: Path) -> tuple[Path, Path]:
-    return folder / ANN_FILE, folder / ANN_META
-
-
 def ann_state(folder: Path, stamp: dict) -> str:
-    """'fresh', or why the folder's graph cannot be used ('absent', 'stale', 'damaged: ...')."""
-    graph, meta_path = _paths(folder)
+    """'fresh', or why the folder's graphs cannot be used ('absent', 'stale', 'damaged: ...')."""
+    meta_path = folder / ANN_META
     try:
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError:
         return "absent"
     except (OSError, ValueError) as exc:
         return f"damaged: {meta_path.name} unreadable ({exc})"
-    if meta.get("format") != ANN_FORMAT or meta.get("stamp") != stamp:
+    if not isinstance(meta, dict) or meta.get("format") != ANN_FORMAT or meta.get("stamp") != stamp:
         return "stale"
-    try:
-        size = graph.stat().st_size
-    except OSError:
-        return f"damaged: {graph.name} missing"
-    if size != meta.get("bytes"):
-        return f"damaged: {graph.name} is {size} bytes, {meta.get('bytes')} were written"
+    shards = meta.get("shards")
+    if not isinstance(shards, list) or not shards or sum(s.get("count", 0) for s in shards) != stamp.get("count"):
+        return f"damaged: {meta_path.name} does not place the {stamp.get('count')} references in shards"
+    for shard in shards:
+        try:
+            size = (folder / shard["file"]).stat().st_size
+        except (OSError, KeyError, TypeError):
+            return f"damaged: {shard.get('file', 'a shard')} missing"
+        if size != shard.get("bytes"):
+            return f"damaged: {shard['file']} is {size} bytes, {shard.get('bytes')} were written"
     return "fresh"
 
 
+def _read_graph(path: Path, mmap: bool = True):
+    import faiss
+
+    try:  # the codes memory-mapped, not read
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC) if mmap else faiss.read_index(str(path))
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise LibraryError(f"the approximate index {path} is damaged ({str(exc).splitlines()[0]})") from exc
+
+
 def open_ann(folder: Path, stamp: dict, vectors: np.ndarray) -> AnnIndex:
-    """The folder's graph for ``stamp``, viewed (memory-mapped); LibraryError saying why when it
-    is absent, stale or damaged (the caller then searches exactly)."""
+    """The folder's graphs for ``stamp``, viewed (memory-mapped); LibraryError saying why when
+    they are absent, stale or damaged (the caller then searches exactly)."""
     state = ann_state(folder, stamp)
     if state != "fresh":
         raise LibraryError(f"the approximate index in {folder} is {state}")
-    import faiss
-
-    graph_path = _paths(folder)[0]
-    try:  # the float16 codes memory-mapped, not read
-        graph = faiss.read_index(str(graph_path), faiss.IO_FLAG_MMAP_IFC)
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise LibraryError(f"the approximate index {graph_path} is damaged ({str(exc).splitlines()[0]})") from exc
-    if not hasattr(graph, "hnsw") or graph.ntotal != len(vectors) or graph.d != vectors.shape[1]:
-        raise LibraryError(f"the approximate index {graph_path} is damaged (it does not hold the "
+    shards = []
+    placed = 0
+    for shard in json.loads((folder / ANN_META).read_text())["shards"]:
+        path = folder / shard["file"]
+        graph = _read_graph(path)
+        if (not hasattr(graph, "hnsw") or graph.ntotal != shard["count"] or shard["start"] != placed
+                or graph.d != vectors.shape[1]):
+            raise LibraryError(f"the approximate index {path} is damaged (it does not hold references "
+                               f"{shard['start']}-{shard['start'] + shard['count']} of the library)")
+        shards.append((graph, placed))
+        placed += shard["count"]
+    if placed != len(vectors):
+        raise LibraryError(f"the approximate index in {folder} is damaged (it does not hold the "
                            f"{len(vectors)} references of the library)")
-    return AnnIndex(graph, vectors)
+    return AnnIndex(shards, vectors)
 
 
 def _training_sample(vectors: np.ndarray, runs: int = 20) -> np.ndarray:
@@ -153,26 +205,92 @@ def _training_sample(vectors: np.ndarray, runs: int = 20) -> np.ndarray:
     return np.concatenate([read_rows(vectors, int(s), int(s) + step) for s in starts])
 
 
-def build_ann(folder: Path, stamp: dict, vectors: np.ndarray, progress: ProgressCallback = None) -> AnnIndex:
-    """Build the graph over ``vectors`` (the folder's embeddings for ``stamp``), save it and its
-    parameters whole or not at all, and return it opened from the file."""
+def _reusable(reuse: Path | None, dim: int, shard_references: int) -> tuple[object | None, dict[int, dict]]:
+    """The coder and the full shards (by number) of an earlier build in ``reuse`` that a new
+    build may keep when their rows are unchanged; (None, {}) when there is none to keep."""
+    if reuse is None:
+        return None, {}
+    try:
+        meta = json.loads((reuse / ANN_META).read_text())
+        if meta.get("format") != ANN_FORMAT or meta.get("shard_references") != shard_references:
+            return None, {}
+        coder = _read_graph(reuse / CODER_FILE, mmap=False)
+    except (OSError, ValueError, LibraryError):
+        return None, {}
+    if coder.d != dim or coder.ntotal != 0:
+        return None, {}
+    shards = {}
+    for number, shard in enumerate(meta.get("shards", [])):
+        path = reuse / str(shard.get("file"))
+        if (shard.get("count") == shard_references and shard.get("start") == number * shard_references
+                and path.is_file() and path.stat().st_size == shard.get("bytes")):
+            try:
+                if _read_graph(path).ntotal == shard_references:
+                    shards[number] = shard
+            except LibraryError:  # damaged: built again
+                pass
+    return coder, shards
+
+
+def _keep(source: Path, target: Path) -> None:
+    """``source``'s file at ``target``, whole: linked where the file system allows, else copied."""
+    if source == target:
+        return
+    with atomic_output(target) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def build_ann(folder: Path, stamp: dict, vectors: np.ndarray, progress: ProgressCallback = None,
+              reuse: Path | None = None, shard_references: int | None = None) -> AnnIndex:
+    """Build the graphs over ``vectors`` (the folder's embeddings for ``stamp``), one a shard of
+    ``shard_references`` (SHARD_REFERENCES), save them and their parameters whole or not at all, and return them
+    opened from the files. ``reuse``: the folder of an earlier build of the same library (by
+    default ``folder`` itself), whose coder and unchanged full shards are kept, not rebuilt."""
     import faiss
 
+    shard_references = shard_references or SHARD_REFERENCES
     n, dim = vectors.shape
-    graph = faiss.index_factory(dim, FACTORY, faiss.METRIC_INNER_PRODUCT)
-    graph.hnsw.efConstruction = EF_CONSTRUCTION
-    if not graph.is_trained:  # the coding's ranges, learnt from the whole library, not its first records
-        graph.train(_training_sample(vectors))
-    report(progress, 0, n, "indexing references for fast search")
-    for start in range(0, n, ADD_BATCH):
-        graph.add(read_rows(vectors, start, start + ADD_BATCH))
-        report(progress, min(n, start + ADD_BATCH), n, "indexing references for fast search")
-    graph_path, meta_path = _paths(folder)
-    meta_path.unlink(missing_ok=True)  # first: a graph without its stamp is never used
-    with atomic_output(graph_path) as tmp:
-        faiss.write_index(graph, str(tmp))
-        size = os.path.getsize(tmp)
-    del graph
-    with atomic_output(meta_path) as tmp:
-        tmp.write_text(json.dumps(_meta(stamp, n, size)))
+    folder.mkdir(parents=True, exist_ok=True)
+    coder, earlier = _reusable(folder if reuse is None else reuse, dim, shard_references)
+    (folder / ANN_META).unlink(missing_ok=True)  # first: graphs without their stamp are never used
+    if coder is None:
+        coder = faiss.index_factory(dim, FACTORY, faiss.METRIC_INNER_PRODUCT)
+        if not coder.is_trained:  # the coding's ranges, learnt from the whole library, not its first records
+            coder.train(_training_sample(vectors))
+        with atomic_output(folder / CODER_FILE) as tmp:
+            faiss.write_index(coder, str(tmp))
+    else:
+        _keep((reuse or folder) / CODER_FILE, folder / CODER_FILE)
+    message = "indexing references for fast search"
+    report(progress, 0, n, message)
+    shards = []
+    for number, first in enumerate(range(0, n, shard_references)):
+        stop = min(n, first + shard_references)
+        mark = fingerprint(vectors, first, stop)
+        kept = earlier.get(number)
+        if kept is not None and kept.get("fingerprint") == mark:
+            _keep((reuse or folder) / kept["file"], folder / shard_file(number))
+            shards.append({**kept, "file": shard_file(number)})
+            report(progress, stop, n, message)
+            continue
+        graph = faiss.clone_index(coder)
+        graph.hnsw.efConstruction = EF_CONSTRUCTION
+        for start in range(first, stop, ADD_BATCH):
+            graph.add(read_rows(vectors, start, min(stop, start + ADD_BATCH)))
+            report(progress, min(stop, start + ADD_BATCH), n, message)
+        with atomic_output(folder / shard_file(number)) as tmp:
+            faiss.write_index(graph, str(tmp))
+            size = os.path.getsize(tmp)
+        del graph
+        shards.append({"file": shard_file(number), "start": first, "count": stop - first, "bytes": size,
+                       "fingerprint": mark})
+    used = {s["file"] for s in shards}
+    for old in [*folder.glob("ann-[0-9]*.faiss"), folder / LEGACY_FILE]:
+        if old.name not in used:
+            old.unlink(missing_ok=True)
+    with atomic_output(folder / ANN_META) as tmp:
+        tmp.write_text(json.dumps(_meta(stamp, n, shards, shard_references)))
     return open_ann(folder, stamp, vectors)

@@ -365,7 +365,8 @@ def build_library(
             calibrate_library(work.library, progress)
             if also is not None:
                 also(work.library)
-            work.library.build_search_index("dna", progress)  # once, on the final state (engine.ann_index)
+            # once, on the final state (engine.ann_index); an extended library keeps the graphs of its unchanged shards
+            work.library.build_search_index("dna", progress, reuse=out if add else None)
         except BaseException as exc:
             work.close()
             said = _kept(exc, work, out)

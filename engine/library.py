@@ -37,7 +37,7 @@ from engine.records import TAXONOMY_FIELDS, Taxonomy
 from engine.reference_columns import (
     EMBEDDING_DTYPE, INDEX_FORMAT, INDEX_MIN_REFERENCES, Columns, RecordIds, index_folder, read_columns, read_index, write_index,
 )
-from engine.ann_index import ANN_FILE, ANN_MIN_REFERENCES
+from engine.ann_index import ANN_MIN_REFERENCES
 from engine.search import ExactIndex, VectorIndex
 from engine.sqlite_paths import connect, sqlite_kind, wrong_kind_message
 
@@ -49,7 +49,7 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMAS = ("1", "2")  # 1: sequences as plain text in refs.sequence
 SEQUENCE_BLOCK = 64  # sequences compressed together (see the module doc)
 # a large library's files read ahead at open, in the order a search first needs them
-READ_AHEAD_FILES = (ANN_FILE, "vectors.npy", "taxonomy.npy", "seq_block.npy", "seq_index.npy", "row_ids.npy")
+READ_AHEAD_FILES = ("vectors.npy", "taxonomy.npy", "seq_block.npy", "seq_index.npy", "row_ids.npy")
 
 
 @dataclass
@@ -430,9 +430,12 @@ class ReferenceLibrary:
             return ExactIndex(columns.vectors), (f"{exc}: searching exactly (slower) until a build or "
                                                  "--add of the library builds it again")
 
-    def build_search_index(self, modality: str = "dna", progress: ProgressCallback = None) -> bool:
+    def build_search_index(self, modality: str = "dna", progress: ProgressCallback = None,
+                           reuse: "ReferenceLibrary | Path | None" = None) -> bool:
         """Build the modality's approximate index if the library is large enough for one and it
-        is missing or stale (a build or --add calls this once, at the end). True if built."""
+        is missing or stale (a build or --add calls this once, at the end). True if built.
+        ``reuse``: the library this one extends (or its path), whose graphs of unchanged shards
+        are kept (engine.ann_index.build_ann)."""
         stamp = self.index_stamp(modality)
         if not self._uses_ann(stamp):
             return False
@@ -442,7 +445,11 @@ class ReferenceLibrary:
         folder = self._index_folder(modality)
         if ann_state(folder, stamp) == "fresh":
             return False
-        build_ann(folder, stamp, columns.vectors, progress)
+        earlier = None
+        if reuse is not None:
+            earlier = index_folder(Path(reuse.path if isinstance(reuse, ReferenceLibrary) else reuse),
+                                   self.library_id) / modality
+        build_ann(folder, stamp, columns.vectors, progress, reuse=earlier if earlier and earlier.is_dir() else None)
         self._cache.pop(modality, None)  # the next load opens the graph
         return True
 
@@ -453,7 +460,8 @@ class ReferenceLibrary:
                 from engine.readahead import read_ahead
 
                 folder = self._index_folder(modality)
-                read_ahead([folder / name for name in READ_AHEAD_FILES] + [self.path])
+                read_ahead(sorted(folder.glob("ann-[0-9]*.faiss")) + [folder / name for name in READ_AHEAD_FILES]
+                           + [self.path])
             columns = self.columns(modality, stamp=stamp)
             index, note = self._search_index(modality, columns, stamp)
             self._cache[modality] = LoadedReferences(

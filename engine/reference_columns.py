@@ -227,6 +227,8 @@ def write_index(folder: Path, stamp: dict, conn: sqlite3.Connection, modality: s
         (tmp / "names.json").write_text(json.dumps(names))
         _stamp_path(tmp).write_text(json.dumps(stamp))  # last: a folder without it is never read
         if folder.exists():
+            for graph in folder.glob("ann*"):  # the approximate index's, stale now: a rebuild keeps its unchanged shards
+                os.replace(graph, tmp / graph.name)
             shutil.rmtree(folder)
         os.replace(tmp, folder)
     except BaseException:

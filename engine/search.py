@@ -34,10 +34,11 @@ SCORE_MATRIX_BYTES = 256 * 2**20  # the (queries, references) float32 scores com
 REFERENCE_BLOCK_BYTES = 256 * 2**20  # float32 references converted at once from a float16 (memory-mapped) matrix
 
 
-def read_rows(vectors: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` of ``vectors`` as float32. From a memory-mapped file (np.load's
-    mmap_mode) the rows are read from the file instead: pages read through a mapping stay in the
-    process's resident memory, and a pass over millions of references would map them all."""
+def read_rows(vectors: np.ndarray, start: int, stop: int, dtype: np.dtype | type | None = np.float32) -> np.ndarray:
+    """Rows ``start:stop`` of ``vectors`` as ``dtype`` (None: as stored). From a memory-mapped
+    file (np.load's mmap_mode) the rows are read from the file instead: pages read through a
+    mapping stay in the process's resident memory, and a pass over millions of references would
+    map them all."""
     stop = min(stop, len(vectors))
     if (isinstance(vectors, np.memmap) and isinstance(vectors.base, mmap.mmap) and vectors.filename
             and vectors.flags.c_contiguous and stop > start):
@@ -45,8 +46,9 @@ def read_rows(vectors: np.ndarray, start: int, stop: int) -> np.ndarray:
         with open(vectors.filename, "rb") as f:
             f.seek(vectors.offset + start * row_bytes)
             rows = np.fromfile(f, dtype=vectors.dtype, count=(stop - start) * vectors.shape[1])
-        return rows.reshape(stop - start, vectors.shape[1]).astype(np.float32, copy=False)
-    return np.ascontiguousarray(vectors[start: stop], dtype=np.float32)
+        rows = rows.reshape(stop - start, vectors.shape[1])
+        return rows if dtype is None else rows.astype(dtype, copy=False)
+    return np.ascontiguousarray(vectors[start: stop], dtype=dtype)
 
 
 def merge_top_k(sims: list[np.ndarray], positions: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:

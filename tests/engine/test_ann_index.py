@@ -10,7 +10,8 @@ import pytest
 pytest.importorskip("faiss", reason="the approximate index needs faiss-cpu")
 
 import engine.library  # noqa: E402
-from engine.ann_index import ANN_FILE, ANN_META, AnnIndex, build_ann, open_ann  # noqa: E402
+import engine.ann_index  # noqa: E402
+from engine.ann_index import ANN_META, CODER_FILE, AnnIndex, build_ann, open_ann, shard_file  # noqa: E402
 from engine.errors import LibraryError  # noqa: E402
 from engine.library import ReferenceLibrary  # noqa: E402
 from engine.search import ExactIndex  # noqa: E402
@@ -77,18 +78,78 @@ def test_a_graph_of_another_state_or_a_damaged_one_is_refused_saying_why(graph, 
     folder, vectors, _ = graph
     with pytest.raises(LibraryError, match="stale"):
         open_ann(folder, {**STAMP, "generation": "h"}, vectors)
-    for name in (ANN_FILE, ANN_META, "vectors.npy"):
+    for name in (shard_file(0), CODER_FILE, ANN_META, "vectors.npy"):
         (tmp_path / name).write_bytes((folder / name).read_bytes())
-    data = (tmp_path / ANN_FILE).read_bytes()
-    (tmp_path / ANN_FILE).write_bytes(data[: len(data) // 2])
+    data = (tmp_path / shard_file(0)).read_bytes()
+    (tmp_path / shard_file(0)).write_bytes(data[: len(data) // 2])
     with pytest.raises(LibraryError, match=r"damaged.*bytes"):
         open_ann(tmp_path, STAMP, vectors)
-    (tmp_path / ANN_FILE).write_bytes(b"\0" * len(data))  # the size written, but not a graph
+    (tmp_path / shard_file(0)).write_bytes(b"\0" * len(data))  # the size written, but not a graph
     with pytest.raises(LibraryError, match="damaged"):
         open_ann(tmp_path, STAMP, vectors)
     (tmp_path / ANN_META).write_text("{not json")
     with pytest.raises(LibraryError, match="damaged"):
         open_ann(tmp_path, STAMP, vectors)
+
+
+def test_graphs_in_shards_search_as_one_and_find_the_same_neighbours(tmp_path):
+    np.save(tmp_path / "vectors.npy", _clustered(3000, 32))
+    vectors = np.load(tmp_path / "vectors.npy", mmap_mode="r")
+    index = build_ann(tmp_path, STAMP, vectors, shard_references=700)  # 700, 700, 700, 700, 200
+    assert [shard.ntotal for shard, _ in index.shards] == [700, 700, 700, 700, 200]
+    assert [first for _, first in index.shards] == [0, 700, 1400, 2100, 2800]
+    assert sorted(f.name for f in tmp_path.glob("ann-0*.faiss")) == [shard_file(i) for i in range(5)]
+    q = _queries(np.asarray(vectors), 500)
+    exact_s, exact_i = ExactIndex(vectors).search(q, 10)
+    sims, pos = index.search(q, 10)
+    assert _recall(pos, exact_i) >= 0.99 and pos.max() >= 2800  # the last shard's references are found too
+    np.testing.assert_allclose(sims[:, 0], exact_s[:, 0], atol=1e-4)
+    again = open_ann(tmp_path, STAMP, vectors)
+    np.testing.assert_array_equal(again.search(q, 10)[1], pos)
+    # fewer references than asked for in a shard: every reference, none twice
+    _, every = index.search(q[:5], 3000)
+    assert all(len(set(row)) == 3000 for row in every.tolist())
+
+
+def _counting_builds(monkeypatch) -> list:
+    import faiss
+
+    built = []
+    clone = faiss.clone_index
+    monkeypatch.setattr(faiss, "clone_index", lambda index: built.append(1) or clone(index))
+    return built
+
+
+def test_an_extended_library_keeps_the_graphs_of_its_unchanged_shards(tmp_path, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    base = _clustered(3500, 32)
+    np.save(first / "vectors.npy", base[:3000])
+    build_ann(first, STAMP, np.load(first / "vectors.npy", mmap_mode="r"), shard_references=1000)
+    built = _counting_builds(monkeypatch)
+
+    np.save(second / "vectors.npy", base)  # 500 references added
+    vectors = np.load(second / "vectors.npy", mmap_mode="r")
+    stamp = {**STAMP, "count": 3500, "generation": "h"}
+    index = build_ann(second, stamp, vectors, reuse=first, shard_references=1000)
+    assert len(built) == 1  # only the new shard 3 was built
+    for i in range(3):
+        assert (second / shard_file(i)).read_bytes() == (first / shard_file(i)).read_bytes()
+    q = _queries(base, 300)
+    assert _recall(index.search(q, 10)[1], ExactIndex(vectors).search(q, 10)[1]) >= 0.99
+
+    changed = base.copy()
+    changed[1500] = changed[10]  # a reference of shard 1 replaced
+    np.save(second / "vectors.npy", changed)
+    vectors = np.load(second / "vectors.npy", mmap_mode="r")
+    index = build_ann(second, {**stamp, "generation": "i"}, vectors, shard_references=1000)  # in place
+    assert len(built) == 3  # shard 1 built again, and the last, partial shard; 0 and 2 kept
+    assert index.search(changed[1500:1501].astype(np.float32), 2)[1][0].tolist() in ([10, 1500], [1500, 10])
+
+    (second / shard_file(0)).write_bytes(b"\0" * (second / shard_file(0)).stat().st_size)  # damaged, same size
+    build_ann(second, {**stamp, "generation": "j"}, vectors, shard_references=1000)
+    assert len(built) == 5  # the damaged graph is built again, never kept (and the partial one)
 
 
 # ------------------------------------------------------------------ in a library
@@ -125,7 +186,7 @@ def test_a_library_searches_its_graph_only_while_it_is_fresh(tmp_path, large):
     lib = ReferenceLibrary.open_writable(path)
     lib.add(_records(20, prefix="S", seed=3), stand_in_encoder())  # a new state: the graph is stale
     refs = lib.references("dna")
-    assert isinstance(refs.index, ExactIndex) and "absent" in refs.index_note  # the folder was rewritten
+    assert isinstance(refs.index, ExactIndex) and "stale" in refs.index_note
     assert lib.build_search_index("dna") is True
     refs = lib.references("dna")
     assert isinstance(refs.index, AnnIndex) and len(refs.index) == 1520
@@ -152,7 +213,7 @@ def test_a_damaged_graph_falls_back_to_exact_search_saying_why(tmp_path, large):
     lib.build_search_index("dna")
     q = np.asarray(lib.references("dna").matrix[:30], dtype=np.float32)
     lib.close()
-    graph_file = tmp_path / "lib.db.index" / "dna" / ANN_FILE
+    graph_file = tmp_path / "lib.db.index" / "dna" / shard_file(0)
     graph_file.write_bytes(graph_file.read_bytes()[:5000])
     lib = ReferenceLibrary.open(path)
     refs = lib.references("dna")
@@ -169,7 +230,7 @@ def test_a_small_library_searches_exactly_without_a_graph(tmp_path, monkeypatch)
     assert lib.build_search_index("dna") is False
     refs = lib.references("dna")
     assert isinstance(refs.index, ExactIndex) and refs.index_note == ""
-    assert not (tmp_path / "lib.db.index" / "dna" / ANN_FILE).exists()
+    assert not (tmp_path / "lib.db.index" / "dna" / shard_file(0)).exists()
 
 
 def test_a_built_library_searches_its_graph_and_calls_as_exact_search_does(tmp_path, tiny_dna_pack, synthetic_split,
@@ -186,7 +247,7 @@ def test_a_built_library_searches_its_graph_and_calls_as_exact_search_does(tmp_p
     out = tmp_path / "lib.db"
     lib, _ = build_library([tmp_path / "refs.tsv"], out, DnaEncoder.from_path(tiny_dna_pack))
     lib.close()
-    assert (tmp_path / "lib.db.index" / "dna" / ANN_FILE).is_file()
+    assert (tmp_path / "lib.db.index" / "dna" / shard_file(0)).is_file()
     queries = known + novel
 
     approximate = open_identifier(out, tiny_dna_pack)
@@ -196,3 +257,36 @@ def test_a_built_library_searches_its_graph_and_calls_as_exact_search_does(tmp_p
     exact = open_identifier(out, tiny_dna_pack)
     assert isinstance(exact.refs.index, ExactIndex)
     assert with_graph == [r.as_row() for r in exact.identify(queries)]
+
+
+def test_a_library_extended_with_add_builds_graphs_only_for_its_new_shard(tmp_path, tiny_dna_pack, synthetic_split,
+                                                                         monkeypatch):
+    from engine.build import build_library
+    from engine.identify import open_identifier
+    from engine.models.dna_encoder import DnaEncoder
+    from tests.synthetic import write_tsv
+
+    monkeypatch.setattr(engine.library, "INDEX_MIN_REFERENCES", 10)
+    monkeypatch.setattr(engine.library, "ANN_MIN_REFERENCES", 10)
+    monkeypatch.setattr(engine.ann_index, "SHARD_REFERENCES", 20)
+    library, known, novel = synthetic_split  # 60 references: shards of 20, 20, 20
+    write_tsv(tmp_path / "refs.tsv", library)
+    write_tsv(tmp_path / "more.tsv", novel)
+    out = tmp_path / "lib.db"
+    encoder = DnaEncoder.from_path(tiny_dna_pack)
+    build_library([tmp_path / "refs.tsv"], out, encoder)[0].close()
+    folder = tmp_path / "lib.db.index" / "dna"
+    before = {shard_file(i): (folder / shard_file(i)).read_bytes() for i in range(3)}
+    built = _counting_builds(monkeypatch)
+
+    lib, _ = build_library([tmp_path / "more.tsv"], out, encoder, add=True)  # 24 more: shards 3 and 4
+    lib.close()
+    meta = json.loads((folder / ANN_META).read_text())
+    assert [s["count"] for s in meta["shards"]] == [20, 20, 20, 20, 4]
+    assert len(built) == 2
+    assert {name: (folder / name).read_bytes() for name in before} == before
+    approximate = open_identifier(out, tiny_dna_pack)
+    assert isinstance(approximate.refs.index, AnnIndex) and len(approximate.refs.index.shards) == 5
+    with_graph = [r.as_row() for r in approximate.identify(known + novel)]
+    monkeypatch.setattr(engine.library, "ANN_MIN_REFERENCES", 10**9)
+    assert with_graph == [r.as_row() for r in open_identifier(out, tiny_dna_pack).identify(known + novel)]

@@ -168,12 +168,18 @@ def test_the_stamp_uses_the_totals_the_last_add_stored_and_counts_when_another_w
 def test_opening_a_large_library_reads_its_index_files_ahead(tmp_path, indexed, monkeypatch):
     import engine.readahead
 
+    from engine.ann_index import CODER_FILE, shard_file
+
+    path = _library(tmp_path / "lib.db")
+    monkeypatch.setattr(engine.library, "ANN_MIN_REFERENCES", 100)
+    lib = ReferenceLibrary.open_writable(path)
+    assert lib.build_search_index("dna")
+    lib.close()
     read: list = []
     monkeypatch.setattr(engine.readahead, "_read_ahead", lambda paths: read.extend(paths))
-    path = _library(tmp_path / "lib.db")
     lib, refs = _loaded(path)
     names = [p.name for p in read]
-    assert names[0] == "ann.faiss" and "vectors.npy" in names and names[-1] == "lib.db"
+    assert names[0] == shard_file(0) and CODER_FILE not in names and "vectors.npy" in names and names[-1] == "lib.db"
     assert all(p.parent == tmp_path / "lib.db.index" / "dna" for p in read[:-1])
     lib.close()
 
