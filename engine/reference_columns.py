@@ -204,12 +204,43 @@ def read_index(folder: Path, stamp: dict) -> Columns | None:
                    arr["seq_index"])
 
 
+class _FileRows:
+    """An .npy file's array written a block of rows at a time through the file, not through a
+    mapping: pages written through a mapping stay in the process's resident memory, so filling
+    the columns of millions of references so would hold them all (2.6 GB of embeddings at 5 M)."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype):
+        from numpy.lib import format as npy
+
+        self.dtype = np.dtype(dtype)
+        self.shape = shape
+        self.row_bytes = self.dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+        self.file = open(path, "w+b")
+        npy.write_array_header_1_0(self.file, {"descr": npy.dtype_to_descr(self.dtype), "fortran_order": False,
+                                               "shape": shape})
+        self.offset = self.file.tell()
+        self.file.truncate(self.offset + shape[0] * self.row_bytes)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __setitem__(self, rows: slice, values) -> None:
+        data = np.ascontiguousarray(values, dtype=self.dtype)
+        if data.nbytes != (rows.stop - rows.start) * self.row_bytes:
+            raise ValueError(f"{data.nbytes} bytes for rows {rows.start}-{rows.stop}")
+        view, at = memoryview(data).cast("B"), self.offset + rows.start * self.row_bytes
+        while view:  # pwrite may write less than asked
+            written = os.pwrite(self.file.fileno(), view, at)
+            view, at = view[written:], at + written
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def write_index(folder: Path, stamp: dict, conn: sqlite3.Connection, modality: str, dim: int, blocks: bool,
                 progress: ProgressCallback = None) -> Columns:
     """Write the index folder for ``stamp`` (arrays filled in one pass over the rows, so memory
     stays bounded at any size) under a temp name, then put it in place."""
-    from numpy.lib.format import open_memmap
-
     n = stamp["count"]
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
@@ -218,12 +249,12 @@ def write_index(folder: Path, stamp: dict, conn: sqlite3.Connection, modality: s
     try:
         shapes = {"row_ids": ((n,), np.int64), "taxonomy": ((n, len(TAXONOMY_FIELDS)), np.int32),
                   "vectors": ((n, dim), EMBEDDING_DTYPE), "seq_block": ((n,), np.int64), "seq_index": ((n,), np.int32)}
-        arrays = {name: open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dt, shape=shape)
-                  for name, (shape, dt) in shapes.items()}
-        names = read_columns(conn, modality, n, dim, blocks, out=arrays, progress=progress).taxonomy.names
-        for a in arrays.values():
-            a.flush()
-        del arrays
+        arrays = {name: _FileRows(tmp / f"{name}.npy", shape, dt) for name, (shape, dt) in shapes.items()}
+        try:
+            names = read_columns(conn, modality, n, dim, blocks, out=arrays, progress=progress).taxonomy.names
+        finally:
+            for a in arrays.values():
+                a.close()
         (tmp / "names.json").write_text(json.dumps(names))
         _stamp_path(tmp).write_text(json.dumps(stamp))  # last: a folder without it is never read
         if folder.exists():
