@@ -105,6 +105,18 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     return anon, file
 
 
+def _last_line(log: Path) -> str:
+    """The last progress line the child wrote to ``log`` (its stderr), "" before the first."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 300))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [s for s in re.split(r"[\r\n]", tail) if s.strip()]
+    return lines[-1].strip().replace("\t", " ") if lines else ""
+
+
 def timed(cmd: list[str], log: Path, poll_s: float = 0.5) -> dict:
     """Run under /usr/bin/time -v; wall seconds and peak RSS (MB) of the child, and the peaks of
     its own memory (anonymous) and of the file pages it maps (memory-mapped library files: page
@@ -116,10 +128,14 @@ def timed(cmd: list[str], log: Path, poll_s: float = 0.5) -> dict:
         out_lines: list[str] = []
         reader = threading.Thread(target=lambda: out_lines.extend(proc.stdout), daemon=True)
         reader.start()
-        while proc.poll() is None:
-            anon, file = _memory_kb(proc.pid)
-            peak_anon, peak_file = max(peak_anon, anon), max(peak_file, file)
-            time.sleep(poll_s)
+        with log.with_suffix(".memory.tsv").open("w") as timeline:  # when memory peaked: which step
+            timeline.write("seconds\tanon_mb\tfile_mb\tstep\n")
+            while proc.poll() is None:
+                anon, file = _memory_kb(proc.pid)
+                peak_anon, peak_file = max(peak_anon, anon), max(peak_file, file)
+                timeline.write(f"{time.perf_counter() - start:.1f}\t{anon / 1024:.0f}\t{file / 1024:.0f}\t"
+                               f"{_last_line(log)}\n")
+                time.sleep(poll_s)
         reader.join()
     wall = time.perf_counter() - start
     text = log.read_text()
@@ -185,8 +201,8 @@ def main() -> int:
     if args.library is None:
         for stale in work.glob(f"lib_{label}.db*"):
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-        results["build"] = timed([BIOSCAN, "library", "build", "--barcodes", str(package), "--out", str(library),
-                                  "-q"], work / "build.log")
+        results["build"] = timed([BIOSCAN, "library", "build", "--barcodes", str(package), "--out", str(library)],
+                                 work / "build.log")  # its progress lines name the steps of build.memory.tsv
     results["library_mb"] = library.stat().st_size / 2**20
     index = library.with_name(library.name + ".index")
     results["index_mb"] = sum(f.stat().st_size for f in index.rglob("*") if f.is_file()) / 2**20 if index.exists() else 0
