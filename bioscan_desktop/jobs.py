@@ -52,6 +52,9 @@ def describe_setup(settings: Settings) -> SetupInfo:
         info.library = f"{name} ({lib.count('dna'):,} barcodes" + (f", {photos:,} photos" if photos else "") + ")"
         built = lib.model_for("dna") or {}
         precision = built.get("precision", precision)
+        problem = lib.search_index_problem("dna")
+        if problem:
+            info.problems.append(f"reference library: {problem}")
     except BioscanError as exc:
         info.library = "none"
         info.problems.append(f"reference library: {exc}")

@@ -44,6 +44,12 @@ def _warn_if_too_small(library) -> None:
         print(f"bioscan: warning: {warning}", file=sys.stderr)
 
 
+def _warn_if_searched_exactly(library) -> None:
+    problem = library.search_index_problem("dna")
+    if problem:
+        print(f"bioscan: warning: {problem}", file=sys.stderr)
+
+
 def _progress(args) -> object:
     if getattr(args, "quiet", False):
         return None
@@ -115,6 +121,8 @@ def cmd_identify(args) -> int:
                                 progress=_progress(args))
         if len(ident.libraries) == 1:
             _warn_if_too_small(ident.library)
+        for lib in ident.libraries:
+            _warn_if_searched_exactly(lib)
         if args.cluster:
             from engine.distributed import connect, identify_on_cluster
 
@@ -390,6 +398,7 @@ def cmd_library_info(args) -> int:
 
     lib = ReferenceLibrary.open(args.library or default_library_path())
     _warn_if_too_small(lib)
+    _warn_if_searched_exactly(lib)
     info = lib.summary()
     for key, value in info.items():  # the model records and the calibration are stored as JSON text
         if isinstance(value, str) and value.startswith("{"):
@@ -398,6 +407,24 @@ def cmd_library_info(args) -> int:
             except ValueError:
                 pass
     print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def cmd_library_index(args) -> int:
+    import time
+
+    from engine.library import ReferenceLibrary
+
+    lib = ReferenceLibrary.open(args.library)  # the index lives beside the library (or in the user cache): read-only is enough
+    n = lib.count("dna")
+    start = time.perf_counter()
+    if lib.build_search_index("dna", progress=_progress(args)):
+        print(f"built the approximate index of {lib.path.name} ({n:,} DNA references) in "
+              f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
+    else:
+        print(f"{lib.path.name}: nothing to build ({n:,} DNA references; "
+              + ("its approximate index is up to date)" if lib.uses_approximate_index("dna")
+                 else "searched exactly, as a library of this size is)"), file=sys.stderr)
     return 0
 
 
@@ -691,6 +718,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = lib.add_parser("info", help="summarise a library")
     s.add_argument("library", nargs="?", help="default: the bundled one")
     s.set_defaults(func=cmd_library_info)
+    s = lib.add_parser("index", help="build a large library's approximate search index again (when "
+                                     "identify warns that it searches exactly)")
+    s.add_argument("library")
+    common(s, device=False)
+    s.set_defaults(func=cmd_library_index)
     s = lib.add_parser("calibrate", help="recalibrate thresholds and confidences")
     s.add_argument("library")
     common(s, device=False)

@@ -411,6 +411,10 @@ class ReferenceLibrary:
             columns = write_index(folder, stamp, self.db.conn, modality, dim, self.packs_sequences, progress)
         return columns
 
+    def uses_approximate_index(self, modality: str = "dna") -> bool:
+        """Whether this library is large enough to search ``modality`` through the approximate index."""
+        return self._uses_ann(self.index_stamp(modality))
+
     def _uses_ann(self, stamp: dict) -> bool:
         # exact search up to ANN_MIN_REFERENCES (engine.ann_index: where it stops paying); the
         # graph lives in the index folder, so never below INDEX_MIN_REFERENCES
@@ -427,8 +431,26 @@ class ReferenceLibrary:
         try:
             return open_ann(self._index_folder(modality), stamp, columns.vectors), ""
         except LibraryError as exc:
-            return ExactIndex(columns.vectors), (f"{exc}: searching exactly (slower) until a build or "
-                                                 "--add of the library builds it again")
+            return ExactIndex(columns.vectors), f"{exc}: {self._exact_until()}"
+
+    def _exact_until(self) -> str:
+        return (f"searching exactly (slower) until `bioscan library index {self.path.name}` (or a build or --add "
+                "of the library) builds it again")
+
+    def search_index_problem(self, modality: str = "dna") -> str:
+        """Why this library searches exactly although it is large enough for the approximate
+        index (its graphs absent, stale or damaged), for the front ends to show; "" when its
+        search is as it should be. Reads the index's metadata only."""
+        stamp = self.index_stamp(modality)
+        if not self._uses_ann(stamp):
+            return ""
+        from engine.ann_index import ann_state
+
+        state = ann_state(self._index_folder(modality), stamp)
+        if state == "fresh":
+            return ""
+        return (f"{self.path.name}: the approximate index of its {stamp['count']:,} {modality} references is "
+                f"{state}: {self._exact_until()}")
 
     def build_search_index(self, modality: str = "dna", progress: ProgressCallback = None,
                            reuse: "ReferenceLibrary | Path | None" = None) -> bool:

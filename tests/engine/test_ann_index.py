@@ -290,3 +290,47 @@ def test_a_library_extended_with_add_builds_graphs_only_for_its_new_shard(tmp_pa
     with_graph = [r.as_row() for r in approximate.identify(known + novel)]
     monkeypatch.setattr(engine.library, "ANN_MIN_REFERENCES", 10**9)
     assert with_graph == [r.as_row() for r in open_identifier(out, tiny_dna_pack).identify(known + novel)]
+
+
+def test_a_library_says_when_it_searches_exactly_and_bioscan_library_index_builds_its_graphs(
+        tmp_path, tiny_dna_pack, synthetic_split, monkeypatch, capsys):
+    from engine.cli import main
+    from tests.synthetic import write_fasta, write_tsv
+
+    monkeypatch.setattr(engine.library, "INDEX_MIN_REFERENCES", 10)
+    monkeypatch.setattr(engine.library, "ANN_MIN_REFERENCES", 10)
+    library, known, novel = synthetic_split
+    write_tsv(tmp_path / "refs.tsv", library)
+    write_fasta(tmp_path / "q.fasta", known + novel)
+    out = tmp_path / "lib.db"
+    assert main(["library", "build", "--barcodes", str(tmp_path / "refs.tsv"), "--out", str(out), "--model",
+                 str(tiny_dna_pack), "-q", "--device", "cpu"]) == 0
+    lib = ReferenceLibrary.open(out)
+    assert lib.uses_approximate_index("dna") and lib.search_index_problem("dna") == ""
+    lib.close()
+    identify = ["identify", str(tmp_path / "q.fasta"), "--library", str(out), "--model", str(tiny_dna_pack),
+                "--out", str(tmp_path / "calls.csv"), "-q", "--device", "cpu"]
+    capsys.readouterr()
+    assert main(identify) == 0
+    assert "approximate index" not in capsys.readouterr().err
+    good = (tmp_path / "calls.csv").read_text()
+
+    graph = tmp_path / "lib.db.index" / "dna" / shard_file(0)
+    graph.write_bytes(graph.read_bytes()[:100])  # damaged
+    assert main(identify) == 0
+    err = capsys.readouterr().err
+    assert "warning: lib.db: the approximate index of its 60 dna references is damaged" in err
+    assert "bioscan library index lib.db" in err
+    assert (tmp_path / "calls.csv").read_text() == good  # exact search: the same calls
+
+    assert main(["library", "info", str(out)]) == 0
+    assert "damaged" in capsys.readouterr().err
+    assert main(["library", "index", str(out), "-q"]) == 0
+    assert "built the approximate index of lib.db (60 DNA references)" in capsys.readouterr().err
+    assert main(["library", "index", str(out), "-q"]) == 0
+    assert "its approximate index is up to date" in capsys.readouterr().err
+    assert main(identify) == 0
+    assert "warning" not in capsys.readouterr().err
+    monkeypatch.setattr(engine.library, "ANN_MIN_REFERENCES", 10**9)
+    assert main(["library", "index", str(out), "-q"]) == 0
+    assert "searched exactly, as a library of this size is" in capsys.readouterr().err

@@ -188,3 +188,19 @@ def test_model_reads_pages_lazily(window, tmp_path):
     assert model.rowCount() == 100_000
     assert model.row(99_999)["specimen_key"] == "S99999"
     assert calls == [(99_800, 200)]
+
+
+def test_the_status_bar_says_when_the_library_searches_exactly_for_want_of_its_index(window, qtbot, monkeypatch):
+    """A library large enough for the approximate index whose graphs are missing: the library
+    label turns red and its tooltip says why and what to run (identification is slower)."""
+    import engine.library
+
+    qtbot.waitUntil(lambda: window.library_label.text().startswith("Library: tiny"), timeout=10_000)
+    assert window.library_label.toolTip() == ""
+    monkeypatch.setattr(engine.library, "INDEX_MIN_REFERENCES", 10)
+    monkeypatch.setattr(engine.library, "ANN_MIN_REFERENCES", 10)
+    window._load_setup_info()
+    qtbot.waitUntil(lambda: "approximate index" in window.library_label.toolTip(), timeout=10_000)
+    tip = window.library_label.toolTip()
+    assert "is absent" in tip and "bioscan library index" in tip
+    assert "#c62828" in window.library_label.styleSheet()
