@@ -84,19 +84,28 @@ class GenusPrototypes:
     """Each genus's direction in the embedding space: the normalised sum of its species'
     normalised mean embeddings (so a genus is not dominated by its best-sampled species)."""
 
+    # float32 sums, and no table of the species' unit vectors beside them: a library of 5 M
+    # references holds ~500,000 species, whose float64 sums and units took 2 GB and more
     def __init__(self, matrix: np.ndarray, taxonomy: Sequence[Taxonomy]):
         self.species_code = _codes(taxonomy, "species")
         n_species = int(self.species_code.max()) + 1 if len(taxonomy) else 0
         self.species_sum = _sum_rows_by_code(matrix, self.species_code, n_species)
-        self.species_unit = self.species_sum / np.linalg.norm(self.species_sum, axis=1, keepdims=True).clip(1e-12)
+        self.species_norm = np.linalg.norm(self.species_sum, axis=1).clip(1e-12)
         species, first = np.unique(self.species_code, return_index=True)  # a species' genus: its first record's
         genus_of = {int(sp): taxonomy[int(i)].genus for sp, i in zip(species.tolist(), first.tolist())}
         self.genera = sorted({g for g in genus_of.values() if g})
         self.genus_index = {g: i for i, g in enumerate(self.genera)}
-        self.species_genus = np.array([self.genus_index.get(genus_of[s], -1) for s in range(n_species)])
-        kept = self.species_genus >= 0
-        self.genus_sum = _sum_rows_by_code(self.species_unit[kept], self.species_genus[kept], len(self.genera))
+        self.species_genus = np.array([self.genus_index.get(genus_of[s], -1) for s in range(n_species)], dtype=np.int64)
+        self.genus_sum = np.zeros((len(self.genera), matrix.shape[1]), dtype=np.float32)
+        for start in range(0, n_species, _SUM_BLOCK):  # the species' unit vectors a block at a time
+            genus = self.species_genus[start: start + _SUM_BLOCK]
+            kept = genus >= 0
+            units = self.species_sum[start: start + _SUM_BLOCK][kept] / self.species_norm[start: start + _SUM_BLOCK][kept, None]
+            self.genus_sum += _sum_rows_by_code(units, genus[kept], len(self.genera))
         self.unit = (self.genus_sum / np.linalg.norm(self.genus_sum, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
+
+    def _species_unit(self, species: int) -> np.ndarray:
+        return self.species_sum[species] / self.species_norm[species]
 
     def scores(self, queries: np.ndarray, genera: Sequence[Sequence[str]]) -> list[dict[str, float]]:
         """Per query, cosine to the prototype of each genus named (e.g. its candidates' genera)."""
@@ -119,7 +128,7 @@ class GenusPrototypes:
             if gi == g_own:
                 rest = self.species_sum[sp] - record_vector
                 norm = np.linalg.norm(rest)
-                v = v - self.species_unit[sp] + (0 if whole_species or norm < 1e-9 else rest / norm)
+                v = v - self._species_unit(sp) + (0 if whole_species or norm < 1e-9 else rest / norm)
             n = np.linalg.norm(v)
             out[g] = float(query @ v / n) if n > 1e-9 else -1.0
         return out
@@ -128,10 +137,13 @@ class GenusPrototypes:
 _NAMES_BY_RANK = attrgetter(*RANKS)
 
 
-def _sum_rows_by_code(rows: np.ndarray, code: np.ndarray, n_codes: int, block: int = 65536) -> np.ndarray:
-    """(n_codes, d) sums of ``rows`` grouped by ``code``, as float64 (np.add.at is ~20x slower),
-    a block of rows at a time so a memory-mapped matrix is never copied whole."""
-    out = np.zeros((n_codes, rows.shape[1]))
+_SUM_BLOCK = 65536  # rows summed at once
+
+
+def _sum_rows_by_code(rows: np.ndarray, code: np.ndarray, n_codes: int, block: int = _SUM_BLOCK) -> np.ndarray:
+    """(n_codes, d) float32 sums of ``rows`` grouped by ``code`` (np.add.at is ~20x slower), a
+    block of rows at a time so a memory-mapped matrix is never copied whole."""
+    out = np.zeros((n_codes, rows.shape[1]), dtype=np.float32)
     for start in range(0, len(code), block):
         part = code[start: start + block]
         order = np.argsort(part, kind="stable")
