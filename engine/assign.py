@@ -52,7 +52,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.records import RANKS, Call, RankCall, Taxonomy
-from engine.search import read_rows
+from engine.search import gather_rows, read_rows
 
 LINEAGE = ("order", "family", "genus", "species")
 DEFAULT_MIN_CONFIDENCE = 0.5
@@ -371,7 +371,7 @@ def simulate_queries(matrix, taxonomy, sequences, sample, k, progress=None, prot
     chunk = 256
     for start in range(0, len(sample), chunk):
         rows = sample[start: start + chunk]
-        queries = np.asarray(matrix[rows], dtype=np.float32)
+        queries = gather_rows(matrix, rows)  # through the file: scattered rows of a mapping stay resident
         depth = min(len(taxonomy), k + 1 + int(group[rows].max()))
         top_s, top_i = index.search(queries, depth)
         shared = (kmer_index.shared([sequences[i] or "" for i in rows])

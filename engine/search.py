@@ -12,6 +12,7 @@ speed and recall against ExactIndex are in docs/benchmarks.md.
 from __future__ import annotations
 
 import mmap
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -40,8 +41,7 @@ def read_rows(vectors: np.ndarray, start: int, stop: int, dtype: np.dtype | type
     mapping stay in the process's resident memory, and a pass over millions of references would
     map them all."""
     stop = min(stop, len(vectors))
-    if (isinstance(vectors, np.memmap) and isinstance(vectors.base, mmap.mmap) and vectors.filename
-            and vectors.flags.c_contiguous and stop > start):
+    if _file_backed(vectors) and stop > start:
         row_bytes = vectors.strides[0]
         with open(vectors.filename, "rb") as f:
             f.seek(vectors.offset + start * row_bytes)
@@ -49,6 +49,34 @@ def read_rows(vectors: np.ndarray, start: int, stop: int, dtype: np.dtype | type
         rows = rows.reshape(stop - start, vectors.shape[1])
         return rows if dtype is None else rows.astype(dtype, copy=False)
     return np.ascontiguousarray(vectors[start: stop], dtype=dtype)
+
+
+def _file_backed(vectors: np.ndarray) -> bool:
+    return (isinstance(vectors, np.memmap) and isinstance(vectors.base, mmap.mmap) and bool(vectors.filename)
+            and vectors.flags.c_contiguous)
+
+
+def gather_rows(vectors: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Rows at ``positions`` (any order) as float32. From a memory-mapped file each row is read
+    through the file: a page faulted in through a mapping brings its whole page-cache folio (up
+    to 2 MB on current kernels) into the process's resident memory, so a few thousand scattered
+    rows held most of a 2.5 GB embedding file. A read costs a few microseconds a row, so this is
+    for scattered rows off the hot path (calibration's sampled queries), not for every candidate."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if not _file_backed(vectors) or len(positions) == 0:
+        return np.asarray(vectors[positions], dtype=np.float32)
+    row_bytes = vectors.strides[0]
+    buffer = bytearray(len(positions) * row_bytes)
+    view = memoryview(buffer)
+    fd = os.open(vectors.filename, os.O_RDONLY)
+    try:
+        for n, position in enumerate(positions.tolist()):
+            if not 0 <= position < len(vectors):
+                raise IndexError(f"row {position} of {len(vectors)}")
+            os.preadv(fd, [view[n * row_bytes: (n + 1) * row_bytes]], vectors.offset + position * row_bytes)
+    finally:
+        os.close(fd)
+    return np.frombuffer(buffer, dtype=vectors.dtype).reshape(len(positions), vectors.shape[1]).astype(np.float32)
 
 
 def merge_top_k(sims: list[np.ndarray], positions: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -78,3 +78,20 @@ def _mapped_kb(path) -> int:
         elif inside and line.startswith("Rss:"):
             total += int(line.split()[1])
     return total
+
+
+def test_gather_rows_reads_scattered_rows_of_a_mapped_file_as_indexing_would(tmp_path):
+    from engine.search import gather_rows
+
+    rng = np.random.default_rng(4)
+    data = rng.normal(size=(5000, 16)).astype(np.float16)
+    np.save(tmp_path / "v.npy", data)
+    mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
+    positions = rng.integers(0, 5000, 300)  # unsorted, with repeats
+    got = gather_rows(mapped, positions)
+    assert got.dtype == np.float32 and got.shape == (300, 16)
+    np.testing.assert_array_equal(got, data[positions].astype(np.float32))
+    np.testing.assert_array_equal(gather_rows(data, positions), data[positions].astype(np.float32))  # in memory
+    assert gather_rows(mapped, np.array([], dtype=np.int64)).shape == (0, 16)
+    with pytest.raises(IndexError):
+        gather_rows(mapped, np.array([5000]))
