@@ -449,7 +449,8 @@ class ReferenceLibrary:
         state = ann_state(self._index_folder(modality), stamp)
         if state == "fresh":
             return ""
-        return (f"{self.path.name}: the approximate index of its {stamp['count']:,} {modality} references is "
+        kind = {"dna": "DNA", "image": "photo"}.get(modality, modality)
+        return (f"{self.path.name}: the approximate index of its {stamp['count']:,} {kind} references is "
                 f"{state}: {self._exact_until()}")
 
     def build_search_index(self, modality: str = "dna", progress: ProgressCallback = None,

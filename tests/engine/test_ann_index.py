@@ -319,7 +319,7 @@ def test_a_library_says_when_it_searches_exactly_and_bioscan_library_index_build
     graph.write_bytes(graph.read_bytes()[:100])  # damaged
     assert main(identify) == 0
     err = capsys.readouterr().err
-    assert "warning: lib.db: the approximate index of its 60 dna references is damaged" in err
+    assert "warning: lib.db: the approximate index of its 60 DNA references is damaged" in err
     assert "bioscan library index lib.db" in err
     assert (tmp_path / "calls.csv").read_text() == good  # exact search: the same calls
 
