@@ -138,17 +138,32 @@ class LoadedReferences:
     record_ids: Sequence[str]  # engine.reference_columns.RecordIds: read when asked for
     taxonomy: Sequence[Taxonomy]  # engine.reference_columns.TaxonomyTable
     matrix: np.ndarray  # (n, dim) L2-normalised: float32 in memory, or float16 memory-mapped
-    index: VectorIndex
     library: "ReferenceLibrary"
     modality: str
     _columns: Columns | None = None
+    _stamp: dict | None = None  # the state the columns are of
+    _index: VectorIndex | None = None
+    _index_note: str = ""
     _sequences: PackedSequences | None = None
     _genus_prototypes: "GenusPrototypes | None" = None
     _kmer_index: "KmerIndex | None" = None
-    index_note: str = ""  # why a library large enough for an approximate index searches exactly
 
     def __len__(self) -> int:
         return len(self.record_ids)
+
+    @property
+    def index(self) -> VectorIndex:
+        """The search index, opened on first use: calibration and the sequences need none, and
+        opening a large library's graphs reads their neighbour lists (1.3 GB at 5 M references)."""
+        if self._index is None:
+            self._index, self._index_note = self.library._search_index(self.modality, self._columns, self._stamp)
+        return self._index
+
+    @property
+    def index_note(self) -> str:
+        """Why a library large enough for an approximate index searches exactly ("" if it does not)."""
+        self.index  # noqa: B018 (opened first: the note comes with it)
+        return self._index_note
 
     @property
     def sequences(self) -> PackedSequences:
@@ -486,17 +501,15 @@ class ReferenceLibrary:
                 read_ahead(sorted(folder.glob("ann-[0-9]*.faiss")) + [folder / name for name in READ_AHEAD_FILES]
                            + [self.path])
             columns = self.columns(modality, stamp=stamp)
-            index, note = self._search_index(modality, columns, stamp)
             self._cache[modality] = LoadedReferences(
                 row_ids=columns.row_ids,
                 record_ids=RecordIds(self.db.conn, columns.row_ids, modality),
                 taxonomy=columns.taxonomy,
                 matrix=columns.vectors,
-                index=index,
                 library=self,
                 modality=modality,
                 _columns=columns,
-                index_note=note,
+                _stamp=stamp,
             )
         return self._cache[modality]
 

@@ -334,3 +334,21 @@ def test_a_library_says_when_it_searches_exactly_and_bioscan_library_index_build
     monkeypatch.setattr(engine.library, "ANN_MIN_REFERENCES", 10**9)
     assert main(["library", "index", str(out), "-q"]) == 0
     assert "searched exactly, as a library of this size is" in capsys.readouterr().err
+
+
+def test_calibrating_a_large_library_does_not_open_its_graphs(tmp_path, large, monkeypatch):
+    from engine.build import calibrate_library
+
+    path = tmp_path / "lib.db"
+    lib = _library(path)
+    lib.build_search_index("dna")
+    lib.close()
+    opened = []
+    real = engine.ann_index.open_ann
+    monkeypatch.setattr(engine.ann_index, "open_ann", lambda *a: opened.append(1) or real(*a))
+    lib = ReferenceLibrary.open_writable(path)
+    calibrate_library(lib, n_samples=200)  # exact search of its own; the graphs are not read
+    assert opened == []
+    refs = lib.references("dna")
+    assert isinstance(refs.index, AnnIndex) and refs.index_note == "" and opened == [1]
+    assert isinstance(refs.index, AnnIndex) and opened == [1]  # opened once
