@@ -720,7 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_library_info)
     s = lib.add_parser("index", help="build a large library's approximate search index again (when "
                                      "identify warns that it searches exactly)")
-    s.add_argument("library")
+    s.add_argument("library", help="the library file (.db); its index folder is beside it or in the user cache")
     common(s, device=False)
     s.set_defaults(func=cmd_library_index)
     s = lib.add_parser("calibrate", help="recalibrate thresholds and confidences")
