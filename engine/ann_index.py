@@ -138,6 +138,13 @@ class AnnIndex:
         return np.take_along_axis(sims, best, 1), np.take_along_axis(candidates, best, 1)
 
 
+def _well_formed(shards: object) -> bool:
+    """Whether ``ann.json``'s shard list is one a reader can trust the fields of."""
+    return isinstance(shards, list) and bool(shards) and all(
+        isinstance(s, dict) and isinstance(s.get("file"), str) and "/" not in s["file"]
+        and all(isinstance(s.get(f), int) for f in ("start", "count", "bytes")) for s in shards)
+
+
 def ann_state(folder: Path, stamp: dict) -> str:
     """'fresh', or why the folder's graphs cannot be used ('absent', 'stale', 'damaged: ...')."""
     meta_path = folder / ANN_META
@@ -150,13 +157,13 @@ def ann_state(folder: Path, stamp: dict) -> str:
     if not isinstance(meta, dict) or meta.get("format") != ANN_FORMAT or meta.get("stamp") != stamp:
         return "stale"
     shards = meta.get("shards")
-    if not isinstance(shards, list) or not shards or sum(s.get("count", 0) for s in shards) != stamp.get("count"):
+    if not _well_formed(shards) or sum(s["count"] for s in shards) != stamp.get("count"):
         return f"damaged: {meta_path.name} does not place the {stamp.get('count')} references in shards"
     for shard in shards:
         try:
             size = (folder / shard["file"]).stat().st_size
-        except (OSError, KeyError, TypeError):
-            return f"damaged: {shard.get('file', 'a shard')} missing"
+        except OSError:
+            return f"damaged: {shard['file']} missing"
         if size != shard.get("bytes"):
             return f"damaged: {shard['file']} is {size} bytes, {shard.get('bytes')} were written"
     return "fresh"
@@ -212,7 +219,8 @@ def _reusable(reuse: Path | None, dim: int, shard_references: int) -> tuple[obje
         return None, {}
     try:
         meta = json.loads((reuse / ANN_META).read_text())
-        if meta.get("format") != ANN_FORMAT or meta.get("shard_references") != shard_references:
+        if (not isinstance(meta, dict) or meta.get("format") != ANN_FORMAT
+                or meta.get("shard_references") != shard_references or not _well_formed(meta.get("shards"))):
             return None, {}
         coder = _read_graph(reuse / CODER_FILE, mmap=False)
     except (OSError, ValueError, LibraryError):
@@ -220,10 +228,10 @@ def _reusable(reuse: Path | None, dim: int, shard_references: int) -> tuple[obje
     if coder.d != dim or coder.ntotal != 0:
         return None, {}
     shards = {}
-    for number, shard in enumerate(meta.get("shards", [])):
-        path = reuse / str(shard.get("file"))
-        if (shard.get("count") == shard_references and shard.get("start") == number * shard_references
-                and path.is_file() and path.stat().st_size == shard.get("bytes")):
+    for number, shard in enumerate(meta["shards"]):
+        path = reuse / shard["file"]
+        if (shard["count"] == shard_references and shard["start"] == number * shard_references
+                and path.is_file() and path.stat().st_size == shard["bytes"]):
             try:
                 if _read_graph(path).ntotal == shard_references:
                     shards[number] = shard
@@ -269,18 +277,21 @@ def build_ann(folder: Path, stamp: dict, vectors: np.ndarray, progress: Progress
     shards = []
     for number, first in enumerate(range(0, n, shard_references)):
         stop = min(n, first + shard_references)
-        mark = fingerprint(vectors, first, stop)
         kept = earlier.get(number)
-        if kept is not None and kept.get("fingerprint") == mark:
+        if kept is not None and kept.get("fingerprint") == fingerprint(vectors, first, stop):
             _keep((reuse or folder) / kept["file"], folder / shard_file(number))
             shards.append({**kept, "file": shard_file(number)})
             report(progress, stop, n, message)
             continue
         graph = faiss.clone_index(coder)
         graph.hnsw.efConstruction = EF_CONSTRUCTION
+        digest = hashlib.sha1()  # the shard's fingerprint, from the rows as they are added
         for start in range(first, stop, ADD_BATCH):
-            graph.add(read_rows(vectors, start, min(stop, start + ADD_BATCH)))
+            stored = read_rows(vectors, start, min(stop, start + ADD_BATCH), dtype=None)
+            digest.update(stored.tobytes())
+            graph.add(stored.astype(np.float32, copy=False))
             report(progress, min(stop, start + ADD_BATCH), n, message)
+        mark = digest.hexdigest()
         with atomic_output(folder / shard_file(number)) as tmp:
             faiss.write_index(graph, str(tmp))
             size = os.path.getsize(tmp)

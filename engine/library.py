@@ -469,10 +469,10 @@ class ReferenceLibrary:
                 f"{state}: {self._exact_until()}")
 
     def build_search_index(self, modality: str = "dna", progress: ProgressCallback = None,
-                           reuse: "ReferenceLibrary | Path | None" = None) -> bool:
+                           reuse: Path | None = None) -> bool:
         """Build the modality's approximate index if the library is large enough for one and it
         is missing or stale (a build or --add calls this once, at the end). True if built.
-        ``reuse``: the library this one extends (or its path), whose graphs of unchanged shards
+        ``reuse``: the path of the library this one extends, whose graphs of unchanged shards
         are kept (engine.ann_index.build_ann)."""
         stamp = self.index_stamp(modality)
         if not self._uses_ann(stamp):
@@ -483,10 +483,7 @@ class ReferenceLibrary:
         folder = self._index_folder(modality)
         if ann_state(folder, stamp) == "fresh":
             return False
-        earlier = None
-        if reuse is not None:
-            earlier = index_folder(Path(reuse.path if isinstance(reuse, ReferenceLibrary) else reuse),
-                                   self.library_id) / modality
+        earlier = index_folder(Path(reuse), self.library_id) / modality if reuse is not None else None
         build_ann(folder, stamp, columns.vectors, progress, reuse=earlier if earlier and earlier.is_dir() else None)
         self._cache.pop(modality, None)  # the next load opens the graph
         return True

@@ -90,6 +90,13 @@ def test_a_graph_of_another_state_or_a_damaged_one_is_refused_saying_why(graph, 
     (tmp_path / ANN_META).write_text("{not json")
     with pytest.raises(LibraryError, match="damaged"):
         open_ann(tmp_path, STAMP, vectors)
+    for shards in ([1], [{"file": "../x", "start": 0, "count": 3000, "bytes": 1}], [{"file": shard_file(0)}], []):
+        (tmp_path / ANN_META).write_text(json.dumps({"format": engine.ann_index.ANN_FORMAT, "stamp": STAMP,
+                                                     "shards": shards}))
+        with pytest.raises(LibraryError, match="damaged"):  # a list a reader cannot trust: said, not a crash
+            open_ann(tmp_path, STAMP, vectors)
+        build_ann(tmp_path, STAMP, vectors)  # and a build over it starts afresh
+        assert open_ann(tmp_path, STAMP, vectors).search(vectors[:3].astype(np.float32), 1)[1][:, 0].tolist() == [0, 1, 2]
 
 
 def test_graphs_in_shards_search_as_one_and_find_the_same_neighbours(tmp_path):
